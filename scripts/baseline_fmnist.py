@@ -1,0 +1,112 @@
+"""Train and measure the Gaussian-prior flow baseline on Fashion-MNIST (issue #2's measurement).
+
+    python scripts/baseline_fmnist.py --epochs 10 40 --out runs/baseline_fmnist
+
+Trains one model per entry of --epochs (each with its own cosine schedule), then for each: test and train
+bits/dim (conditional, uniform dequantization), training img/s, the flow round-trip error on test images,
+sampling img/s at each --bench-batches size (sequential inverse, eager and CUDA graph), and a sample grid.
+Everything lands in --out as results.json and PNG files.
+"""
+import argparse, json, math, platform, statistics, time
+from pathlib import Path
+import torch
+from farmer_nb.data import FashionMNIST, dequantize, patchify
+from farmer_nb.model import GaussianFlow, get_config, save_model
+from farmer_nb.flow import GraphedInverse
+from farmer_nb.train import fit
+from farmer_nb.metrics import evaluate_bpd
+from farmer_nb.viz import save_image_grid, plot_curve
+
+def sync(device):
+    if device.type == 'cuda': torch.cuda.synchronize()
+
+def time_it(fn, device, warmup=3, reps=5):
+    "Median seconds of `fn()` over `reps` runs after `warmup` runs."
+    for _ in range(warmup): fn()
+    ts = []
+    for _ in range(reps):
+        sync(device); t0 = time.perf_counter(); fn(); sync(device); ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+def bench_sampling(model, batch_sizes, device, reps=5):
+    "img/s of model.sample (sequential inverse) per batch size, eager and (on CUDA) CUDA-graph replay."
+    rows = []
+    for B in batch_sizes:
+        labels = torch.arange(B, device=device) % model.cfg.num_classes
+        row = dict(batch=B, eager_s=time_it(lambda: model.sample(labels), device, reps=reps))
+        if device.type == 'cuda':
+            z = torch.randn(B, model.cfg.N, model.cfg.d, device=device)
+            g = GraphedInverse(model.flow, z, labels)
+            row['graph_max_abs_diff'] = (g(z, labels) - model.flow.inverse(z, labels)).abs().max().item()
+            row['graph_s'] = time_it(lambda: model.sample(labels, inverse=g), device, reps=reps)
+        for k in ('eager', 'graph'):
+            if f'{k}_s' in row: row[f'{k}_img_per_s'] = B / row[f'{k}_s']
+        print('sampling', row, flush=True)
+        rows.append(row)
+    return rows
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--epochs', type=int, nargs='+', default=[10, 40], help='one training run per value')
+    ap.add_argument('--batch-size', type=int, default=256)
+    ap.add_argument('--lr', type=float, default=2e-3)
+    ap.add_argument('--preset', default='tarflow-fmnist')
+    ap.add_argument('--data', default=None, help='folder with the Fashion-MNIST IDX files (default: search path)')
+    ap.add_argument('--out', default='runs/baseline_fmnist')
+    ap.add_argument('--bench-batches', type=int, nargs='+', default=[1, 1024])
+    ap.add_argument('--subset', type=int, default=None, help='use only the first n train/test images (smoke tests)')
+    ap.add_argument('--max-steps', type=int, default=None, help='stop each run after this many steps (smoke tests)')
+    ap.add_argument('--seed', type=int, default=0)
+    args = ap.parse_args()
+
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    train, test = FashionMNIST('train', args.data), FashionMNIST('test', args.data)
+    xtr, ytr, xte, yte = train.images, train.labels, test.images, test.labels
+    if args.subset: xtr, ytr, xte, yte = xtr[:args.subset], ytr[:args.subset], xte[:args.subset], yte[:args.subset]
+    env = dict(device=torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or 'cpu',
+               torch=torch.__version__, python=platform.python_version())
+    results = dict(env=env, args=vars(args), runs=[])
+    print(env, flush=True)
+
+    for epochs in args.epochs:
+        torch.manual_seed(args.seed)
+        cfg = get_config(args.preset)
+        model = GaussianFlow(cfg).to(device)
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"== {epochs} epochs, {n_params / 1e6:.2f}M parameters, config {cfg}", flush=True)
+        tr = fit(model, xtr, ytr, epochs=epochs, batch_size=args.batch_size, lr=args.lr, noise='uniform',
+                 seed=args.seed, max_steps=args.max_steps, log_every=50)
+        test_r = evaluate_bpd(model, xte, yte, seed=1)
+        train_r = evaluate_bpd(model, xtr, ytr, seed=2)
+        null_r = evaluate_bpd(model, xte, None, seed=1)
+        with torch.no_grad():                                            # flow round trip on real test images
+            X = patchify(dequantize(xte[:1000].to(device), 'uniform'), cfg.patch)
+            Z, _ = model.flow(X, yte[:1000].to(device))
+            rt = ((model.flow.inverse(Z, yte[:1000].to(device)) - X).abs().max() / X.abs().max()).item()
+        run = dict(epochs=epochs, params=n_params, steps=tr['steps'], skipped=tr['skipped'], train_seconds=tr['seconds'],
+                   train_img_per_s=tr['img_per_s'], test_bpd=test_r['bpd'], test_bpd_se=test_r['se'],
+                   train_bpd=train_r['bpd'], train_bpd_se=train_r['se'], test_bpd_null_label=null_r['bpd'],
+                   bpd_kind='conditional -log2 p(x|c)/D; uniform dequantization, +ln128', round_trip_rel_err=rt,
+                   final_train_objective_bpd=tr['log'][-1]['bpd'], log=tr['log'])
+        print({k: v for k, v in run.items() if k != 'log'}, flush=True)
+        labels = torch.arange(10, device=device).repeat_interleave(10)
+        save_image_grid(model.sample(labels, generator=torch.Generator(device=device).manual_seed(0)),
+                        out/f'samples_{epochs}ep.png', nrow=10)
+        run['sample_redrawn'] = model.last_redrawn
+        run['sampling'] = bench_sampling(model, args.bench_batches, device)
+        results['runs'].append(run)
+        save_model(model, out/f'model_{epochs}ep.safetensors', epochs=epochs, test_bpd=test_r['bpd'])
+        (out/'results.json').write_text(json.dumps(results, indent=1))
+
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for run in results['runs']:
+        plot_curve(run['log'], 'bpd', ax=ax, label=f"{run['epochs']} epochs (train objective)")
+        ax.scatter([run['epochs']], [run['test_bpd']], marker='*', s=80, zorder=3)
+    ax.set(ylabel='bits/dim', title='Gaussian-prior flow on Fashion-MNIST (★ = test)', ylim=(None, 4.5)); ax.legend()
+    fig.tight_layout(); fig.savefig(out/'curve.png', dpi=120)
+    print(json.dumps([{k: v for k, v in r.items() if k != 'log'} for r in results['runs']], indent=1))
+
+if __name__ == '__main__':
+    main()
