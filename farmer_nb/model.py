@@ -8,7 +8,7 @@ Docs: https://farmer-nb.github.io/farmer_nb/model.html.md"""
 __all__ = ['PRESETS', 'MODELS', 'check_config', 'GaussianFlowConfig', 'get_config', 'standard_normal_logprob', 'prepare_labels',
            'GaussianFlow', 'save_model', 'config_diff', 'load_model']
 
-# %% ../nbs/06_model.ipynb #e088652f
+# %% ../nbs/06_model.ipynb #6fbe5f41
 import dataclasses, hashlib, json, math, os, typing
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
@@ -17,7 +17,7 @@ import torch.nn as nn
 from .data import check_images, check_labels, dequantize, quantize, nll_to_bpd, patchify, unpatchify
 from .flow import AutoregressiveFlow
 
-# %% ../nbs/06_model.ipynb #f8ad821c
+# %% ../nbs/06_model.ipynb #48d07796
 def check_config(cfg):
     "Check the types of a config dataclass's fields and the shape constraints common to all models."
     for f in fields(cfg):
@@ -32,7 +32,7 @@ def check_config(cfg):
         if getattr(cfg, name) < 1: raise ValueError(f"{type(cfg).__name__}.{name}: expected >= 1, got {getattr(cfg, name)}")
     if not 0 <= cfg.label_drop < 1: raise ValueError(f"{type(cfg).__name__}.label_drop: expected in [0, 1), got {cfg.label_drop}")
 
-# %% ../nbs/06_model.ipynb #417adcfc
+# %% ../nbs/06_model.ipynb #7e034ed5
 @dataclass
 class GaussianFlowConfig:
     "Configuration of the autoregressive flow with a N(0, I) prior (the TarFlow-style baseline)."
@@ -56,7 +56,7 @@ class GaussianFlowConfig:
     @property
     def D(self): return self.N * self.d
 
-# %% ../nbs/06_model.ipynb #2d0c86eb
+# %% ../nbs/06_model.ipynb #4591307e
 PRESETS = {
     'tarflow-fmnist': (GaussianFlowConfig, dict()),
     'tarflow-tiny': (GaussianFlowConfig, dict(image_shape=(1, 8, 8), patch=2, n_blocks=2, depth=1, width=32, head_dim=16, num_classes=4)),
@@ -70,25 +70,25 @@ def get_config(preset, **overrides):
     if unknown: raise ValueError(f"overrides: {sorted(unknown)} are not fields of {cls.__name__}")
     return cls(**{**kw, **overrides})
 
-# %% ../nbs/06_model.ipynb #518d4f7c
+# %% ../nbs/06_model.ipynb #024e43d7
 def standard_normal_logprob(z):
     "log N(z; 0, I) summed over all but the batch dimension, in at least fp32: (B, ...) → (B,)."
     z = z.to(torch.promote_types(z.dtype, torch.float32))
     return -0.5 * (z.pow(2) + math.log(2 * math.pi)).flatten(1).sum(1)
 
-# %% ../nbs/06_model.ipynb #48bb35f2
-def prepare_labels(labels, num_classes, B, device, label_drop=0.0):
+# %% ../nbs/06_model.ipynb #a92655f7
+def prepare_labels(labels, num_classes, B, device, label_drop=0.0, validate=True):
     "Checked labels (B,) on `device`, None → null label `num_classes`, each dropped to null with prob `label_drop`."
     if num_classes == 0:
         if labels is not None: raise ValueError("labels: this model is unconditional (num_classes=0); pass labels=None")
         return None
     if labels is None: return torch.full((B,), num_classes, dtype=torch.long, device=device)
-    labels = check_labels(labels, num_classes, B).to(device)
+    labels = (check_labels(labels, num_classes, B) if validate else labels).to(device)
     if label_drop > 0:
         labels = torch.where(torch.rand(B, device=device) < label_drop, torch.full_like(labels, num_classes), labels)
     return labels
 
-# %% ../nbs/06_model.ipynb #c67dabed
+# %% ../nbs/06_model.ipynb #e18b86bc
 class GaussianFlow(nn.Module):
     "TarFlow-style baseline: autoregressive flow + N(0, I) prior, class-conditional through the flow blocks."
     def __init__(self, cfg: GaussianFlowConfig):
@@ -99,10 +99,10 @@ class GaussianFlow(nn.Module):
     @property
     def device(self): return next(self.parameters()).device
 
-    def nll(self, y, labels=None, label_drop=0.0):
+    def nll(self, y, labels=None, label_drop=0.0, validate=True):
         "Negative log-density of images y (B, C, H, W) in model units, in nats per dimension: (B,)."
-        check_images(y, self.cfg.image_shape, dtype='float', name='y')
-        c = prepare_labels(labels, self.cfg.num_classes, y.shape[0], y.device, label_drop)
+        if validate: check_images(y, self.cfg.image_shape, dtype='float', name='y')
+        c = prepare_labels(labels, self.cfg.num_classes, y.shape[0], y.device, label_drop, validate)
         z, logdet = self.flow(patchify(y, self.cfg.patch), c)                # (B, N, d), (B,)
         return -(standard_normal_logprob(z) + logdet) / self.cfg.D
 
@@ -111,7 +111,7 @@ class GaussianFlow(nn.Module):
         check_images(x, self.cfg.image_shape, dtype='uint8', name='x')
         return nll_to_bpd(self.nll(dequantize(x.to(self.device), 'uniform', generator=generator), labels))
 
-# %% ../nbs/06_model.ipynb #a4e5e88e
+# %% ../nbs/06_model.ipynb #6f0f0a44
 @torch.no_grad()
 def _sample(self, labels=None, n=None, temperature=1.0, generator=None, inverse=None, max_redraws=3):
     "Draw images: uint8 (B, C, H, W); `labels` (B,) or None with `n` for unconditional samples."
@@ -133,7 +133,7 @@ def _sample(self, labels=None, n=None, temperature=1.0, generator=None, inverse=
 
 GaussianFlow.sample = _sample
 
-# %% ../nbs/06_model.ipynb #93daff8b
+# %% ../nbs/06_model.ipynb #cd51bd3c
 MODELS = {'GaussianFlow': (GaussianFlow, GaussianFlowConfig)}
 
 def _digest(tensors):
@@ -158,7 +158,7 @@ def save_model(model, path, **extra):
         if tmp.exists(): tmp.unlink()
     return path
 
-# %% ../nbs/06_model.ipynb #428a8982
+# %% ../nbs/06_model.ipynb #8c31173f
 def config_diff(a, b):
     "Names and values of the fields where configs `a` and `b` differ."
     return {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in fields(a) if getattr(a, f.name) != getattr(b, f.name)}
