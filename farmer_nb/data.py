@@ -9,14 +9,14 @@ __all__ = ['DATASETS', 'read_idx', 'write_idx', 'cache_dir', 'data_search_path',
            'find_idx_files', 'IDXDataset', 'FashionMNIST', 'MNIST', 'ImageFolder', 'SyntheticImages', 'check_images',
            'check_labels', 'dequantize', 'quantize', 'nll_to_bpd', 'noise_sigma', 'patchify', 'unpatchify']
 
-# %% ../nbs/00_data.ipynb #aed1ceca
+# %% ../nbs/00_data.ipynb #919d5285
 import gzip, hashlib, math, os, struct, tempfile, urllib.request
 from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-# %% ../nbs/00_data.ipynb #c4fbeed9
+# %% ../nbs/00_data.ipynb #d22469a8
 _IDX_DTYPES = {0x08: '>u1', 0x09: '>i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
 
 def read_idx(path):
@@ -34,17 +34,17 @@ def read_idx(path):
         raise ValueError(f"{path}: header says shape {shape} ({n_bytes} bytes) but the file holds {len(raw) - offset} data bytes")
     return np.frombuffer(raw, dtype, offset=offset).reshape(shape).astype(dtype.newbyteorder('='))
 
-# %% ../nbs/00_data.ipynb #c32aedcc
+# %% ../nbs/00_data.ipynb #6cb8cc21
 def write_idx(path, a):
     "Write the numpy array `a` as an IDX file (gzipped if `path` ends in `.gz`)."
     a, path = np.asarray(a), Path(path)
-    code = {np.dtype(v).newbyteorder('='): k for k, v in _IDX_DTYPES.items()}.get(a.dtype)
+    code = {np.dtype(v).newbyteorder('='): k for k, v in _IDX_DTYPES.items()}.get(a.dtype.newbyteorder('='))
     if code is None: raise TypeError(f"a: dtype {a.dtype} has no IDX type code (use uint8, int8, int16, int32, float32 or float64)")
     header = bytes([0, 0, code, a.ndim]) + struct.pack(f'>{a.ndim}I', *a.shape)
     data = header + a.astype(np.dtype(_IDX_DTYPES[code])).tobytes()
     with (gzip.open if path.suffix == '.gz' else open)(path, 'wb') as f: f.write(data)
 
-# %% ../nbs/00_data.ipynb #00618435
+# %% ../nbs/00_data.ipynb #6a897e65
 _SPLIT_FILES = {'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
                 'test':  ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')}
 
@@ -70,7 +70,7 @@ DATASETS = {
         classes=tuple('0123456789')),
 }
 
-# %% ../nbs/00_data.ipynb #271babab
+# %% ../nbs/00_data.ipynb #2c00f355
 def cache_dir():
     "The user cache folder for downloaded datasets."
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'farmer_nb'
@@ -83,7 +83,7 @@ def data_search_path(name, root=None):
     if DATASETS[name]['debian']: dirs.append(Path(DATASETS[name]['debian']))
     return dirs + [cache_dir()/name]
 
-# %% ../nbs/00_data.ipynb #efc48a9d
+# %% ../nbs/00_data.ipynb #af0392e2
 def _find(folder, fname):
     for p in (folder/fname, folder/fname.removesuffix('.gz')):
         if p.is_file(): return p
@@ -115,7 +115,7 @@ def download_dataset(name, dest=None, timeout=20):
         else: raise IOError(f"could not download {fname}:\n  " + "\n  ".join(errors))
     return dest
 
-# %% ../nbs/00_data.ipynb #8fe7dfdf
+# %% ../nbs/00_data.ipynb #587036e8
 def find_idx_files(name, split='train', root=None, download=True):
     "Paths of the (images, labels) IDX files of `split`, searching the folders of `data_search_path`."
     if split not in _SPLIT_FILES: raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
@@ -137,7 +137,7 @@ def find_idx_files(name, split='train', root=None, download=True):
     raise FileNotFoundError(f"{spec['title']} ({split}) not found. Searched:\n  " + "\n  ".join(map(str, dirs)) +
                             f"\n({why})\nTo get the data:\n  " + "\n  ".join(hints))
 
-# %% ../nbs/00_data.ipynb #f9abcfd8
+# %% ../nbs/00_data.ipynb #d72343e8
 class IDXDataset(Dataset):
     "An MNIST-style split held in memory: `images` (n, 1, H, W) uint8 and `labels` (n,) int64."
     name = None
@@ -163,7 +163,7 @@ class MNIST(IDXDataset):
     "MNIST handwritten digits: 28×28 grey images in 10 classes."
     name = 'mnist'
 
-# %% ../nbs/00_data.ipynb #9e7808a9
+# %% ../nbs/00_data.ipynb #98f05fe2
 class ImageFolder(Dataset):
     "PNG/JPEG images under `root` (sub-folders are classes) as `images` (n, C, size, size) uint8 and `labels`."
     exts = ('.png', '.jpg', '.jpeg')
@@ -185,7 +185,7 @@ class ImageFolder(Dataset):
     def __len__(self): return len(self.labels)
     def __getitem__(self, i): return self.images[i], self.labels[i]
 
-# %% ../nbs/00_data.ipynb #425215e5
+# %% ../nbs/00_data.ipynb #b89aa7b9
 class SyntheticImages(Dataset):
     "Small class-structured uint8 images for tests: class k is a jittered blob at a class-specific place."
     def __init__(self, n=512, size=8, channels=1, num_classes=4, seed=0):
@@ -204,7 +204,7 @@ class SyntheticImages(Dataset):
     def __len__(self): return len(self.labels)
     def __getitem__(self, i): return self.images[i], self.labels[i]
 
-# %% ../nbs/00_data.ipynb #2d59ba12
+# %% ../nbs/00_data.ipynb #d7819e3e
 def check_images(x, shape=None, dtype='uint8', name='x', max_abs=1.5):
     "Check an image batch (B, C, H, W): `dtype` 'uint8' (pixels 0..255) or 'float' (model units, |y| <= `max_abs`)."
     if not isinstance(x, torch.Tensor): raise TypeError(f"{name}: expected a torch.Tensor of images (B, C, H, W), got {type(x).__name__}")
@@ -225,7 +225,7 @@ def check_images(x, shape=None, dtype='uint8', name='x', max_abs=1.5):
                              f"got [{lo:.3g}, {hi:.3g}]; convert pixels with dequantize()")
     return x
 
-# %% ../nbs/00_data.ipynb #8863ee70
+# %% ../nbs/00_data.ipynb #0e6d985b
 def check_labels(labels, num_classes, batch_size=None, name='labels'):
     "Check class labels: an int64-like tensor (B,) with values in [0, num_classes)."
     if not isinstance(labels, torch.Tensor): raise TypeError(f"{name}: expected a torch.Tensor of class indices, got {type(labels).__name__}")
@@ -237,32 +237,34 @@ def check_labels(labels, num_classes, batch_size=None, name='labels'):
         raise ValueError(f"{name}: expected values in [0, {num_classes}), got [{labels.min().item()}, {labels.max().item()}]")
     return labels.long()
 
-# %% ../nbs/00_data.ipynb #33a0335f
+# %% ../nbs/00_data.ipynb #5bf5bd83
 def dequantize(x, mode='uniform', sigma=0.0, generator=None):
     "uint8 pixels (B, C, H, W) → model units y = (x + u)/128 − 1; `mode` 'uniform', 'center' or 'gaussian' (std `sigma` in y units)."
     check_images(x)
-    y = x.float() / 128 - 1                                                            # (B, C, H, W)
-    if mode == 'uniform': return y + torch.rand(x.shape, generator=generator, device=x.device) / 128
-    if mode == 'center': return y + 0.5 / 128
-    if mode == 'gaussian': return y + 0.5 / 128 + sigma * torch.randn(x.shape, generator=generator, device=x.device)
+    lo = x.float() / 128 - 1                                                           # (B, C, H, W), bin lower edges (exact)
+    if mode == 'uniform':
+        hi = torch.nextafter(lo + 1 / 128, lo)                                         # largest fp32 below the upper edge
+        return torch.minimum(lo + torch.rand(x.shape, generator=generator, device=x.device) / 128, hi)
+    if mode == 'center': return lo + 0.5 / 128
+    if mode == 'gaussian': return lo + 0.5 / 128 + sigma * torch.randn(x.shape, generator=generator, device=x.device)
     raise ValueError(f"mode: expected 'uniform', 'center' or 'gaussian', got {mode!r}")
 
 def quantize(y):
-    "Model units → uint8 pixels: clip(round(128(y + 1) − 0.5), 0, 255)."
-    return (128 * (y + 1) - 0.5).round().clamp(0, 255).to(torch.uint8)
+    "Model units → uint8 pixels: the bin of y, clip(floor(128 y) + 128, 0, 255) (exact in floating point)."
+    return (torch.floor(128 * y.double()) + 128).clamp(0, 255).to(torch.uint8)
 
-# %% ../nbs/00_data.ipynb #d10da50b
+# %% ../nbs/00_data.ipynb #3aaf518b
 def nll_to_bpd(nll):
     "Bits per dimension from the NLL of y in nats/dim, under y = (x + u)/128 − 1 (adds the ln 128 rescaling)."
     return (nll + math.log(128)) / math.log(2)
 
-# %% ../nbs/00_data.ipynb #d251c64b
+# %% ../nbs/00_data.ipynb #ecdff273
 def noise_sigma(tau, sigma_max=0.1, sigma_min=0.005):
     "Cosine-annealed noise std at training progress `tau` in [0, 1]."
     tau = min(max(float(tau), 0.0), 1.0)
     return sigma_min + (sigma_max - sigma_min) * (1 + math.cos(math.pi * tau)) / 2
 
-# %% ../nbs/00_data.ipynb #b0c81614
+# %% ../nbs/00_data.ipynb #c077c7cf
 def patchify(x, p):
     "Images (B, C, H, W) → tokens (B, N, d): N = HW/p² patches in raster order, each flattened (row, col, channel)."
     if x.ndim != 4: raise ValueError(f"x: expected images (B, C, H, W), got shape {tuple(x.shape)}")

@@ -8,7 +8,7 @@ Docs: https://farmer-nb.github.io/farmer_nb/model.html.md"""
 __all__ = ['PRESETS', 'MODELS', 'check_config', 'GaussianFlowConfig', 'get_config', 'standard_normal_logprob', 'prepare_labels',
            'GaussianFlow', 'save_model', 'config_diff', 'load_model']
 
-# %% ../nbs/06_model.ipynb #6fbe5f41
+# %% ../nbs/06_model.ipynb #92e70ed8
 import dataclasses, hashlib, json, math, os, typing
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
@@ -17,22 +17,26 @@ import torch.nn as nn
 from .data import check_images, check_labels, dequantize, quantize, nll_to_bpd, patchify, unpatchify
 from .flow import AutoregressiveFlow
 
-# %% ../nbs/06_model.ipynb #48d07796
+# %% ../nbs/06_model.ipynb #1fcb4c67
 def check_config(cfg):
     "Check the types of a config dataclass's fields and the shape constraints common to all models."
+    name = type(cfg).__name__
     for f in fields(cfg):
         v, t = getattr(cfg, f.name), f.type if isinstance(f.type, type) else eval(f.type, vars(typing))
         ok = isinstance(v, t) and not (t is int and isinstance(v, bool)) or (t is float and isinstance(v, int) and not isinstance(v, bool))
-        if not ok: raise TypeError(f"{type(cfg).__name__}.{f.name}: expected {t.__name__}, got {type(v).__name__} {v!r}")
+        if not ok: raise TypeError(f"{name}.{f.name}: expected {t.__name__}, got {type(v).__name__} {v!r}")
+    if len(cfg.image_shape) != 3 or not all(isinstance(n, int) and n > 0 for n in cfg.image_shape):
+        raise ValueError(f"{name}.image_shape: expected three positive ints (C, H, W), got {cfg.image_shape!r}")
     C, H, W = cfg.image_shape
     if H % cfg.patch or W % cfg.patch:
-        raise ValueError(f"{type(cfg).__name__}: patch size {cfg.patch} does not divide the image size {H}×{W}")
-    if cfg.width % cfg.head_dim: raise ValueError(f"{type(cfg).__name__}: width {cfg.width} is not a multiple of head_dim {cfg.head_dim}")
-    for name in ('patch', 'n_blocks', 'depth', 'width', 'head_dim'):
-        if getattr(cfg, name) < 1: raise ValueError(f"{type(cfg).__name__}.{name}: expected >= 1, got {getattr(cfg, name)}")
-    if not 0 <= cfg.label_drop < 1: raise ValueError(f"{type(cfg).__name__}.label_drop: expected in [0, 1), got {cfg.label_drop}")
+        raise ValueError(f"{name}: patch size {cfg.patch} does not divide the image size {H}×{W}")
+    if cfg.width % cfg.head_dim: raise ValueError(f"{name}: width {cfg.width} is not a multiple of head_dim {cfg.head_dim}")
+    for f in ('patch', 'n_blocks', 'depth', 'width', 'head_dim'):
+        if getattr(cfg, f) < 1: raise ValueError(f"{name}.{f}: expected >= 1, got {getattr(cfg, f)}")
+    if not 0 <= cfg.label_drop < 1: raise ValueError(f"{name}.label_drop: expected in [0, 1), got {cfg.label_drop}")
+    if cfg.num_classes < 0: raise ValueError(f"{name}.num_classes: expected >= 0 (0: unconditional), got {cfg.num_classes}")
 
-# %% ../nbs/06_model.ipynb #7e034ed5
+# %% ../nbs/06_model.ipynb #01934c97
 @dataclass
 class GaussianFlowConfig:
     "Configuration of the autoregressive flow with a N(0, I) prior (the TarFlow-style baseline)."
@@ -56,7 +60,7 @@ class GaussianFlowConfig:
     @property
     def D(self): return self.N * self.d
 
-# %% ../nbs/06_model.ipynb #4591307e
+# %% ../nbs/06_model.ipynb #7a5dbf02
 PRESETS = {
     'tarflow-fmnist': (GaussianFlowConfig, dict()),
     'tarflow-tiny': (GaussianFlowConfig, dict(image_shape=(1, 8, 8), patch=2, n_blocks=2, depth=1, width=32, head_dim=16, num_classes=4)),
@@ -70,13 +74,13 @@ def get_config(preset, **overrides):
     if unknown: raise ValueError(f"overrides: {sorted(unknown)} are not fields of {cls.__name__}")
     return cls(**{**kw, **overrides})
 
-# %% ../nbs/06_model.ipynb #024e43d7
+# %% ../nbs/06_model.ipynb #1586474e
 def standard_normal_logprob(z):
     "log N(z; 0, I) summed over all but the batch dimension, in at least fp32: (B, ...) → (B,)."
     z = z.to(torch.promote_types(z.dtype, torch.float32))
     return -0.5 * (z.pow(2) + math.log(2 * math.pi)).flatten(1).sum(1)
 
-# %% ../nbs/06_model.ipynb #a92655f7
+# %% ../nbs/06_model.ipynb #48bf1123
 def prepare_labels(labels, num_classes, B, device, label_drop=0.0, validate=True):
     "Checked labels (B,) on `device`, None → null label `num_classes`, each dropped to null with prob `label_drop`."
     if num_classes == 0:
@@ -88,7 +92,7 @@ def prepare_labels(labels, num_classes, B, device, label_drop=0.0, validate=True
         labels = torch.where(torch.rand(B, device=device) < label_drop, torch.full_like(labels, num_classes), labels)
     return labels
 
-# %% ../nbs/06_model.ipynb #e18b86bc
+# %% ../nbs/06_model.ipynb #857f19cc
 class GaussianFlow(nn.Module):
     "TarFlow-style baseline: autoregressive flow + N(0, I) prior, class-conditional through the flow blocks."
     def __init__(self, cfg: GaussianFlowConfig):
@@ -98,12 +102,14 @@ class GaussianFlow(nn.Module):
                                        num_classes=cfg.num_classes, clip=cfg.clip)
     @property
     def device(self): return next(self.parameters()).device
+    @property
+    def dtype(self): return next(self.parameters()).dtype
 
     def nll(self, y, labels=None, label_drop=0.0, validate=True):
         "Negative log-density of images y (B, C, H, W) in model units, in nats per dimension: (B,)."
         if validate: check_images(y, self.cfg.image_shape, dtype='float', name='y')
         c = prepare_labels(labels, self.cfg.num_classes, y.shape[0], y.device, label_drop, validate)
-        z, logdet = self.flow(patchify(y, self.cfg.patch), c)                # (B, N, d), (B,)
+        z, logdet = self.flow(patchify(y.to(self.dtype), self.cfg.patch), c)  # (B, N, d), (B,)
         return -(standard_normal_logprob(z) + logdet) / self.cfg.D
 
     def bits_per_dim(self, x, labels=None, generator=None):
@@ -111,7 +117,7 @@ class GaussianFlow(nn.Module):
         check_images(x, self.cfg.image_shape, dtype='uint8', name='x')
         return nll_to_bpd(self.nll(dequantize(x.to(self.device), 'uniform', generator=generator), labels))
 
-# %% ../nbs/06_model.ipynb #6f0f0a44
+# %% ../nbs/06_model.ipynb #446f2246
 @torch.no_grad()
 def _sample(self, labels=None, n=None, temperature=1.0, generator=None, inverse=None, max_redraws=3):
     "Draw images: uint8 (B, C, H, W); `labels` (B,) or None with `n` for unconditional samples."
@@ -120,20 +126,20 @@ def _sample(self, labels=None, n=None, temperature=1.0, generator=None, inverse=
     B = n if labels is None else len(labels)
     c = prepare_labels(labels, self.cfg.num_classes, B, self.device)
     inverse = inverse or self.flow.inverse
-    z = temperature * torch.randn(B, self.cfg.N, self.cfg.d, generator=generator, device=self.device)   # (B, N, d)
-    y = unpatchify(inverse(z, c), self.cfg.patch, self.cfg.image_shape)                                # (B, C, H, W)
+    draw = lambda: temperature * torch.randn(B, self.cfg.N, self.cfg.d, generator=generator, device=self.device).to(self.dtype)
+    y = unpatchify(inverse(draw(), c), self.cfg.patch, self.cfg.image_shape)                           # (B, C, H, W)
     self.last_redrawn = 0
     for _ in range(max_redraws):
         bad = ~torch.isfinite(y).flatten(1).all(1)                                                     # (B,)
         if not bad.any(): break
         self.last_redrawn += int(bad.sum())
-        z = temperature * torch.randn(B, self.cfg.N, self.cfg.d, generator=generator, device=self.device)
+        z = draw()
         y = torch.where(bad[:, None, None, None], unpatchify(inverse(z, c), self.cfg.patch, self.cfg.image_shape), y)
     return quantize(y.nan_to_num(0.0))
 
 GaussianFlow.sample = _sample
 
-# %% ../nbs/06_model.ipynb #cd51bd3c
+# %% ../nbs/06_model.ipynb #528b4000
 MODELS = {'GaussianFlow': (GaussianFlow, GaussianFlowConfig)}
 
 def _digest(tensors):
@@ -148,7 +154,9 @@ def save_model(model, path, **extra):
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {'format': 'farmer_nb.model/1', 'class': type(model).__name__, 'sha256': _digest(tensors),
-            'config': json.dumps(asdict(model.cfg)), **{k: str(v) for k, v in extra.items()}}
+            'config': json.dumps(asdict(model.cfg))}
+    if set(extra) & set(meta): raise ValueError(f"extra: {sorted(set(extra) & set(meta))} are reserved metadata keys")
+    meta.update({k: str(v) for k, v in extra.items()})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=meta)
@@ -158,7 +166,7 @@ def save_model(model, path, **extra):
         if tmp.exists(): tmp.unlink()
     return path
 
-# %% ../nbs/06_model.ipynb #8c31173f
+# %% ../nbs/06_model.ipynb #23b0c718
 def config_diff(a, b):
     "Names and values of the fields where configs `a` and `b` differ."
     return {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in fields(a) if getattr(a, f.name) != getattr(b, f.name)}

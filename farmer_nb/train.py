@@ -7,20 +7,20 @@ Docs: https://farmer-nb.github.io/farmer_nb/train.html.md"""
 # %% auto #0
 __all__ = ['lr_factor', 'make_optimizer', 'train_step', 'fit']
 
-# %% ../nbs/09_train.ipynb #dfa846b2
+# %% ../nbs/09_train.ipynb #9f236a30
 import math, time
 import torch
 from tqdm.auto import tqdm
 from .data import dequantize, noise_sigma, nll_to_bpd, check_images, check_labels
 
-# %% ../nbs/09_train.ipynb #46685280
+# %% ../nbs/09_train.ipynb #2cbc361d
 def lr_factor(step, total, warmup, min_ratio=0.01):
     "Multiplier of the peak learning rate at `step`: linear warm-up over `warmup` steps, then cosine to `min_ratio`."
     if step < warmup: return (step + 1) / warmup
     tau = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * tau))
 
-# %% ../nbs/09_train.ipynb #9fd30d99
+# %% ../nbs/09_train.ipynb #79304688
 def make_optimizer(model, lr=2e-3, weight_decay=0.03, betas=(0.9, 0.95)):
     "AdamW with weight decay on parameters of 2+ dimensions only."
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
@@ -28,7 +28,7 @@ def make_optimizer(model, lr=2e-3, weight_decay=0.03, betas=(0.9, 0.95)):
     return torch.optim.AdamW([dict(params=decay, weight_decay=weight_decay), dict(params=other, weight_decay=0.0)],
                              lr=lr, betas=betas)
 
-# %% ../nbs/09_train.ipynb #4fc3a6cf
+# %% ../nbs/09_train.ipynb #b24768fd
 def train_step(model, opt, x, labels, sigma=None, label_drop=0.0, grad_clip=1.0, amp_dtype=None, generator=None):
     "One AdamW step on uint8 images x (B, C, H, W); returns (loss, grad_norm, applied)."
     y = dequantize(x, 'uniform', generator=generator) if sigma is None else dequantize(x, 'gaussian', sigma, generator)
@@ -42,11 +42,11 @@ def train_step(model, opt, x, labels, sigma=None, label_drop=0.0, grad_clip=1.0,
     else: opt.zero_grad(set_to_none=True)
     return loss.detach(), grad_norm.detach(), applied
 
-# %% ../nbs/09_train.ipynb #ca7a275b
+# %% ../nbs/09_train.ipynb #01c130cb
 def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_decay=0.03, warmup_steps=None,
         grad_clip=1.0, noise='uniform', sigma_max=0.1, sigma_min=0.005, label_drop=None, amp_dtype=None,
         seed=0, log_every=50, max_skip_frac=0.05, progress=True, max_steps=None):
-    "Train `model` on uint8 `images` (n, C, H, W) and `labels` (n,); returns a dict with the log and throughput."
+    "Train `model` on uint8 `images` (n, C, H, W) and `labels` (n,); returns a dict with the log and throughput. Seeds torch's global RNG with `seed`."
     device = model.device
     check_images(images, model.cfg.image_shape, 'uint8', 'images')
     if labels is not None: labels = check_labels(labels, model.cfg.num_classes, len(images)).to(device)
@@ -54,7 +54,7 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
     images = images.to(device)
     steps_per_epoch = len(images) // batch_size
     if steps_per_epoch < 1: raise ValueError(f"batch_size: {batch_size} is larger than the dataset ({len(images)} images)")
-    total = min(epochs * steps_per_epoch, max_steps or math.inf)
+    total = epochs * steps_per_epoch if max_steps is None else min(epochs * steps_per_epoch, max_steps)
     warmup = min(steps_per_epoch, total // 10) if warmup_steps is None else warmup_steps
     label_drop = model.cfg.label_drop if label_drop is None else label_drop
     opt = make_optimizer(model, lr, weight_decay)
@@ -81,7 +81,7 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
                     raise RuntimeError(f"training diverged: {skipped} of {step} steps had a non-finite loss or gradient "
                                        f"(limit {max_skip_frac:.0%}); lower the learning rate or check the data")
             if step % log_every == 0 or step == total:
-                l = (run_loss / max(run_n, 1)).item()
+                l = (run_loss / run_n).item() if run_n else float('nan')           # NaN: every step of the window was skipped
                 log.append(dict(step=step, epoch=step / steps_per_epoch, loss=l, bpd=nll_to_bpd(l), grad_norm=gnorm.item(),
                                 lr=sched.get_last_lr()[0], skipped=skipped, sigma=sigma, time=time.perf_counter() - t0))
                 bar.set_postfix(loss=f"{l:.4f}", bpd=f"{nll_to_bpd(l):.3f}", skipped=skipped)

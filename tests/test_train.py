@@ -1,0 +1,172 @@
+"Tests of farmer_nb.train: the loss goes down, non-finite steps are skipped and counted, schedules, determinism."
+import math
+
+import pytest
+import torch
+
+from farmer_nb.data import SyntheticImages, dequantize
+from farmer_nb.model import GaussianFlow, get_config
+from farmer_nb.train import fit, lr_factor, make_optimizer, train_step
+
+
+def tiny(seed=0, **kw):
+    "A zero-initialised 'tarflow-tiny' model (1×8×8 images, 4 classes)."
+    torch.manual_seed(seed)
+    return GaussianFlow(get_config('tarflow-tiny', **kw))
+
+
+@pytest.fixture(scope='module')
+def data():
+    return SyntheticImages(n=64, size=8, channels=1, num_classes=4, seed=0)
+
+
+def nan_nll(model, times=1):
+    "Wrap model.nll so that its first `times` calls return NaN (still differentiable)."
+    orig, calls = model.nll, [0]
+    def nll(*args, **kw):
+        calls[0] += 1
+        out = orig(*args, **kw)
+        return out * float('nan') if calls[0] <= times else out
+    model.nll = nll
+    return model
+
+
+def snapshot(model, opt):
+    "Copies of the parameters and of the AdamW state."
+    params = [p.detach().clone() for p in model.parameters()]
+    state = {id(p): {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()} for p, s in opt.state.items()}
+    return params, state
+
+
+def same_snapshot(a, b):
+    (pa, sa), (pb, sb) = a, b
+    return (all(torch.equal(x, y) for x, y in zip(pa, pb)) and sa.keys() == sb.keys()
+            and all(torch.equal(sa[k][n], sb[k][n]) for k in sa for n in sa[k]))
+
+
+@torch.no_grad()
+def mean_nll(model, data):
+    "Mean NLL (nats/dim) of the data at bin centres: a deterministic measure of fit."
+    return model.nll(dequantize(data.images, 'center'), data.labels).mean().item()
+
+
+def test_fit_lowers_the_loss(data):
+    "20 AdamW steps on tiny synthetic data lower both the logged loss and the held-fixed NLL."
+    model = tiny()
+    before = mean_nll(model, data)
+    out = fit(model, data.images, data.labels, epochs=10, batch_size=16, max_steps=20, log_every=5, progress=False)
+    after = mean_nll(model, data)
+    assert out['steps'] == 20 and out['skipped'] == 0 and [r['step'] for r in out['log']] == [5, 10, 15, 20]
+    assert out['log'][-1]['loss'] < out['log'][0]['loss'] - 0.2
+    assert after < before - 0.3
+    assert not model.training                                          # fit leaves the model in eval mode
+
+
+def test_fit_gaussian_noise_schedule(data):
+    "With noise='gaussian' the logged sigma follows the cosine schedule from sigma_max towards sigma_min."
+    out = fit(tiny(), data.images, data.labels, batch_size=32, epochs=4, noise='gaussian', log_every=1, progress=False)
+    sig = [r['sigma'] for r in out['log']]
+    assert sig[0] == pytest.approx(0.1) and all(a > b for a, b in zip(sig, sig[1:])) and sig[-1] > 0.005
+
+
+def test_nan_step_is_skipped(data):
+    "A step whose loss is NaN changes neither weights nor AdamW state, reports applied=False; the next step applies."
+    model = tiny()
+    opt = make_optimizer(model)
+    x, labels = data.images[:16], data.labels[:16]
+    assert train_step(model, opt, x, labels)[2]                        # one normal step: AdamW has state
+    before = snapshot(model, opt)
+    loss, gnorm, applied = train_step(nan_nll(model), opt, x, labels)
+    assert not applied and math.isnan(loss.item())
+    assert same_snapshot(before, snapshot(model, opt))
+    assert all(p.grad is None for p in model.parameters())             # NaN gradients are not kept
+    loss, gnorm, applied = train_step(model, opt, x, labels)
+    assert applied and math.isfinite(loss.item())
+    assert not same_snapshot(before, snapshot(model, opt))
+    assert all(s['step'].item() == 2 for s in opt.state.values())
+
+
+SCHED_WARNING = 'ignore:Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`'   # a skipped first step
+
+
+@pytest.mark.filterwarnings(SCHED_WARNING)
+def test_fit_counts_skipped_steps(data):
+    "fit skips a NaN step, counts it, and reports it in the log."
+    out = fit(nan_nll(tiny()), data.images, data.labels, batch_size=16, epochs=3, log_every=4, progress=False)
+    assert out['steps'] == 12 and out['skipped'] == 1
+    assert [r['skipped'] for r in out['log']] == [1, 1, 1]
+    assert all(math.isfinite(r['loss']) for r in out['log'])
+
+
+@pytest.mark.filterwarnings(SCHED_WARNING)
+def test_fit_log_window_without_applied_steps(data):
+    "A log window in which no step was applied reports a NaN loss, not a made-up finite one."
+    out = fit(nan_nll(tiny()), data.images, data.labels, batch_size=16, epochs=1, log_every=1, progress=False)
+    assert out['log'][0]['skipped'] == 1
+    assert math.isnan(out['log'][0]['loss'])
+
+
+@pytest.mark.filterwarnings(SCHED_WARNING)
+def test_fit_gives_up_when_diverged(data):
+    "A model whose loss is always NaN makes fit raise RuntimeError once too many steps are skipped."
+    with pytest.raises(RuntimeError, match=r'training diverged: 11 of 11 steps had a non-finite loss'):
+        fit(nan_nll(tiny(), times=10**9), data.images, data.labels, batch_size=4, epochs=1, progress=False)
+
+
+def test_fit_argument_checks(data):
+    "fit checks its data and options before training."
+    with pytest.raises(ValueError, match='batch_size: 128 is larger than the dataset'):
+        fit(tiny(), data.images, data.labels, batch_size=128, progress=False)
+    with pytest.raises(ValueError, match="noise: expected 'uniform' or 'gaussian'"):
+        fit(tiny(), data.images, data.labels, noise='salt', progress=False)
+    with pytest.raises(TypeError, match='images: expected uint8 pixels'):
+        fit(tiny(), data.images.float(), data.labels, progress=False)
+    with pytest.raises(ValueError, match=r'labels: expected values in \[0, 4\)'):
+        fit(tiny(), data.images, data.labels + 4, progress=False)
+
+
+@pytest.mark.parametrize('step, total, warmup, expected', [
+    (0, 100, 10, 0.1),            # first warm-up step: 1/warmup
+    (4, 100, 10, 0.5),
+    (9, 100, 10, 1.0),            # last warm-up step: the peak
+    (10, 100, 10, 1.0),           # start of the cosine
+    (55, 100, 10, 0.505),         # half-way down: (1 + min_ratio)/2
+    (100, 100, 10, 0.01),         # end: min_ratio
+    (250, 100, 10, 0.01),         # past the end: stays at min_ratio
+    (0, 100, 0, 1.0),             # no warm-up
+])
+def test_lr_factor(step, total, warmup, expected):
+    "Linear warm-up to 1, then cosine decay to min_ratio = 0.01."
+    assert lr_factor(step, total, warmup) == pytest.approx(expected, rel=1e-12)
+
+
+def test_lr_factor_monotone():
+    "The factor rises during warm-up and never rises afterwards."
+    f = [lr_factor(s, 200, 20) for s in range(201)]
+    assert all(a < b for a, b in zip(f[:20], f[1:20])) and all(a >= b for a, b in zip(f[19:], f[20:]))
+
+
+def test_make_optimizer_weight_decay_groups():
+    "AdamW decays parameters of 2+ dimensions only; 1-D ones (biases, norms) get no weight decay."
+    model = tiny(num_classes=4)
+    opt = make_optimizer(model, lr=1e-3, weight_decay=0.05)
+    assert isinstance(opt, torch.optim.AdamW)
+    wd = {id(p): g['weight_decay'] for g in opt.param_groups for p in g['params']}
+    params = list(model.parameters())
+    assert len(wd) == len(params) == sum(len(g['params']) for g in opt.param_groups)     # each exactly once
+    for p in params: assert wd[id(p)] == (0.05 if p.ndim >= 2 else 0.0)
+    assert any(p.ndim == 1 for p in params) and any(p.ndim >= 2 for p in params)
+
+
+@pytest.mark.parametrize('noise, label_drop', [('uniform', 0.0), ('gaussian', 0.5)])
+def test_fit_is_deterministic(data, noise, label_drop):
+    "The same seed gives bit-identical loss logs and weights on CPU."
+    runs = []
+    for _ in range(2):
+        model = tiny(seed=3)
+        out = fit(model, data.images, data.labels, batch_size=16, epochs=2, noise=noise, label_drop=label_drop,
+                  log_every=1, seed=11, progress=False)
+        runs.append(([(r['loss'], r['grad_norm']) for r in out['log']], model.state_dict()))
+    (log_a, sd_a), (log_b, sd_b) = runs
+    assert len(log_a) == 8 and log_a == log_b
+    assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
