@@ -9,14 +9,14 @@ __all__ = ['DATASETS', 'read_idx', 'write_idx', 'cache_dir', 'data_search_path',
            'find_idx_files', 'IDXDataset', 'FashionMNIST', 'MNIST', 'ImageFolder', 'SyntheticImages', 'check_images',
            'check_labels', 'dequantize', 'quantize', 'nll_to_bpd', 'noise_sigma', 'patchify', 'unpatchify']
 
-# %% ../nbs/00_data.ipynb #919d5285
+# %% ../nbs/00_data.ipynb #cb011938
 import gzip, hashlib, math, os, struct, tempfile, urllib.request
 from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-# %% ../nbs/00_data.ipynb #d22469a8
+# %% ../nbs/00_data.ipynb #a002d18c
 _IDX_DTYPES = {0x08: '>u1', 0x09: '>i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
 
 def read_idx(path):
@@ -34,7 +34,7 @@ def read_idx(path):
         raise ValueError(f"{path}: header says shape {shape} ({n_bytes} bytes) but the file holds {len(raw) - offset} data bytes")
     return np.frombuffer(raw, dtype, offset=offset).reshape(shape).astype(dtype.newbyteorder('='))
 
-# %% ../nbs/00_data.ipynb #6cb8cc21
+# %% ../nbs/00_data.ipynb #3d289909
 def write_idx(path, a):
     "Write the numpy array `a` as an IDX file (gzipped if `path` ends in `.gz`)."
     a, path = np.asarray(a), Path(path)
@@ -44,7 +44,7 @@ def write_idx(path, a):
     data = header + a.astype(np.dtype(_IDX_DTYPES[code])).tobytes()
     with (gzip.open if path.suffix == '.gz' else open)(path, 'wb') as f: f.write(data)
 
-# %% ../nbs/00_data.ipynb #6a897e65
+# %% ../nbs/00_data.ipynb #a738a261
 _SPLIT_FILES = {'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
                 'test':  ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')}
 
@@ -70,7 +70,7 @@ DATASETS = {
         classes=tuple('0123456789')),
 }
 
-# %% ../nbs/00_data.ipynb #2c00f355
+# %% ../nbs/00_data.ipynb #c313f2ac
 def cache_dir():
     "The user cache folder for downloaded datasets."
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'farmer_nb'
@@ -83,7 +83,7 @@ def data_search_path(name, root=None):
     if DATASETS[name]['debian']: dirs.append(Path(DATASETS[name]['debian']))
     return dirs + [cache_dir()/name]
 
-# %% ../nbs/00_data.ipynb #af0392e2
+# %% ../nbs/00_data.ipynb #3c984d3e
 def _find(folder, fname):
     for p in (folder/fname, folder/fname.removesuffix('.gz')):
         if p.is_file(): return p
@@ -115,7 +115,7 @@ def download_dataset(name, dest=None, timeout=20):
         else: raise IOError(f"could not download {fname}:\n  " + "\n  ".join(errors))
     return dest
 
-# %% ../nbs/00_data.ipynb #587036e8
+# %% ../nbs/00_data.ipynb #faf1ac74
 def find_idx_files(name, split='train', root=None, download=True):
     "Paths of the (images, labels) IDX files of `split`, searching the folders of `data_search_path`."
     if split not in _SPLIT_FILES: raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
@@ -137,7 +137,7 @@ def find_idx_files(name, split='train', root=None, download=True):
     raise FileNotFoundError(f"{spec['title']} ({split}) not found. Searched:\n  " + "\n  ".join(map(str, dirs)) +
                             f"\n({why})\nTo get the data:\n  " + "\n  ".join(hints))
 
-# %% ../nbs/00_data.ipynb #d72343e8
+# %% ../nbs/00_data.ipynb #1b0bf890
 class IDXDataset(Dataset):
     "An MNIST-style split held in memory: `images` (n, 1, H, W) uint8 and `labels` (n,) int64."
     name = None
@@ -163,7 +163,7 @@ class MNIST(IDXDataset):
     "MNIST handwritten digits: 28×28 grey images in 10 classes."
     name = 'mnist'
 
-# %% ../nbs/00_data.ipynb #98f05fe2
+# %% ../nbs/00_data.ipynb #597bf986
 class ImageFolder(Dataset):
     "PNG/JPEG images under `root` (sub-folders are classes) as `images` (n, C, size, size) uint8 and `labels`."
     exts = ('.png', '.jpg', '.jpeg')
@@ -185,7 +185,7 @@ class ImageFolder(Dataset):
     def __len__(self): return len(self.labels)
     def __getitem__(self, i): return self.images[i], self.labels[i]
 
-# %% ../nbs/00_data.ipynb #b89aa7b9
+# %% ../nbs/00_data.ipynb #afcb05ad
 class SyntheticImages(Dataset):
     "Small class-structured uint8 images for tests: class k is a jittered blob at a class-specific place."
     def __init__(self, n=512, size=8, channels=1, num_classes=4, seed=0):
@@ -204,7 +204,7 @@ class SyntheticImages(Dataset):
     def __len__(self): return len(self.labels)
     def __getitem__(self, i): return self.images[i], self.labels[i]
 
-# %% ../nbs/00_data.ipynb #d7819e3e
+# %% ../nbs/00_data.ipynb #e78a83a4
 def check_images(x, shape=None, dtype='uint8', name='x', max_abs=1.5):
     "Check an image batch (B, C, H, W): `dtype` 'uint8' (pixels 0..255) or 'float' (model units, |y| <= `max_abs`)."
     if not isinstance(x, torch.Tensor): raise TypeError(f"{name}: expected a torch.Tensor of images (B, C, H, W), got {type(x).__name__}")
@@ -225,7 +225,7 @@ def check_images(x, shape=None, dtype='uint8', name='x', max_abs=1.5):
                              f"got [{lo:.3g}, {hi:.3g}]; convert pixels with dequantize()")
     return x
 
-# %% ../nbs/00_data.ipynb #0e6d985b
+# %% ../nbs/00_data.ipynb #93ffb2db
 def check_labels(labels, num_classes, batch_size=None, name='labels'):
     "Check class labels: an int64-like tensor (B,) with values in [0, num_classes)."
     if not isinstance(labels, torch.Tensor): raise TypeError(f"{name}: expected a torch.Tensor of class indices, got {type(labels).__name__}")
@@ -237,7 +237,7 @@ def check_labels(labels, num_classes, batch_size=None, name='labels'):
         raise ValueError(f"{name}: expected values in [0, {num_classes}), got [{labels.min().item()}, {labels.max().item()}]")
     return labels.long()
 
-# %% ../nbs/00_data.ipynb #5bf5bd83
+# %% ../nbs/00_data.ipynb #72290374
 def dequantize(x, mode='uniform', sigma=0.0, generator=None):
     "uint8 pixels (B, C, H, W) → model units y = (x + u)/128 − 1; `mode` 'uniform', 'center' or 'gaussian' (std `sigma` in y units)."
     check_images(x)
@@ -253,18 +253,18 @@ def quantize(y):
     "Model units → uint8 pixels: the bin of y, clip(floor(128 y) + 128, 0, 255) (exact in floating point)."
     return (torch.floor(128 * y.double()) + 128).clamp(0, 255).to(torch.uint8)
 
-# %% ../nbs/00_data.ipynb #3aaf518b
+# %% ../nbs/00_data.ipynb #454a60cc
 def nll_to_bpd(nll):
     "Bits per dimension from the NLL of y in nats/dim, under y = (x + u)/128 − 1 (adds the ln 128 rescaling)."
     return (nll + math.log(128)) / math.log(2)
 
-# %% ../nbs/00_data.ipynb #ecdff273
+# %% ../nbs/00_data.ipynb #d3723d51
 def noise_sigma(tau, sigma_max=0.1, sigma_min=0.005):
     "Cosine-annealed noise std at training progress `tau` in [0, 1]."
     tau = min(max(float(tau), 0.0), 1.0)
     return sigma_min + (sigma_max - sigma_min) * (1 + math.cos(math.pi * tau)) / 2
 
-# %% ../nbs/00_data.ipynb #c077c7cf
+# %% ../nbs/00_data.ipynb #9889cec8
 def patchify(x, p):
     "Images (B, C, H, W) → tokens (B, N, d): N = HW/p² patches in raster order, each flattened (row, col, channel)."
     if x.ndim != 4: raise ValueError(f"x: expected images (B, C, H, W), got shape {tuple(x.shape)}")

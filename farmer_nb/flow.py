@@ -8,13 +8,13 @@ Docs: https://farmer-nb.github.io/farmer_nb/flow.html.md"""
 __all__ = ['upcast', 'soft_clip', 'permute_tokens', 'AFBlock', 'block_forward', 'block_inverse', 'AutoregressiveFlow',
            'randomize_', 'GraphedInverse']
 
-# %% ../nbs/02_flow.ipynb #2b3ea7f1
+# %% ../nbs/02_flow.ipynb #54a775a4
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .transformer import Transformer
 
-# %% ../nbs/02_flow.ipynb #a8c0d538
+# %% ../nbs/02_flow.ipynb #24dc4ade
 def upcast(t):
     "`t` in at least fp32 (bf16/fp16 → fp32; fp32 and fp64 unchanged): the dtype of all flow arithmetic."
     return t.to(torch.promote_types(t.dtype, torch.float32))
@@ -23,12 +23,12 @@ def soft_clip(a, bound=4.0):
     "Smoothly clip `a` to (−bound, bound): bound·tanh(a/bound); the identity near 0."
     return bound * torch.tanh(a / bound) if bound else a
 
-# %% ../nbs/02_flow.ipynb #5aa4f5ff
+# %% ../nbs/02_flow.ipynb #10b38057
 def permute_tokens(x, reverse):
     "Token order of a block: identity, or reversal along dim 1 (its own inverse)."
     return x.flip(1) if reverse else x
 
-# %% ../nbs/02_flow.ipynb #3a943e92
+# %% ../nbs/02_flow.ipynb #13e56fbb
 class AFBlock(nn.Module):
     "One autoregressive affine flow block (FARMER Eq. 8–10): per-token shift and scale from earlier tokens."
     def __init__(self, d, N, width=128, depth=4, head_dim=64, reverse=False, num_classes=0, clip=4.0):
@@ -51,7 +51,7 @@ class AFBlock(nn.Module):
         a, mu = upcast(self.proj_out(h)).chunk(2, dim=-1)
         return soft_clip(a, self.clip), mu
 
-# %% ../nbs/02_flow.ipynb #ccfc7136
+# %% ../nbs/02_flow.ipynb #aa361fd8
 def _labels(blk, y, B, device):
     if blk.class_emb is None: return None
     return torch.full((B,), blk.num_classes, device=device, dtype=torch.long) if y is None else y
@@ -72,7 +72,7 @@ def block_forward(blk, x, y=None):
 
 AFBlock.forward = block_forward
 
-# %% ../nbs/02_flow.ipynb #b720290e
+# %% ../nbs/02_flow.ipynb #0b81fbfb
 @torch.no_grad()
 def block_inverse(blk, z, y=None):
     "Z^t (B, N, d) → Z^{t−1} (B, N, d): the sequential inverse of one AF block, with a KV cache."
@@ -90,7 +90,7 @@ def block_inverse(blk, z, y=None):
 
 AFBlock.inverse = block_inverse
 
-# %% ../nbs/02_flow.ipynb #08fbca44
+# %% ../nbs/02_flow.ipynb #e072ee62
 class AutoregressiveFlow(nn.Module):
     "A stack of AF blocks with alternating token order: `forward(X) -> (Z, logdet)`, sequential `inverse(Z)`."
     def __init__(self, d, N, n_blocks=4, width=128, depth=4, head_dim=64, num_classes=0, clip=4.0):
@@ -127,7 +127,7 @@ class AutoregressiveFlow(nn.Module):
             z2.append(x.pow(2).mean()); ld.append(l.mean() / (self.N * self.d))
         return dict(z2=torch.stack(z2), logdet_per_dim=torch.stack(ld))
 
-# %% ../nbs/02_flow.ipynb #3473a9b0
+# %% ../nbs/02_flow.ipynb #3bdf8545
 @torch.no_grad()
 def randomize_(flow, std=0.05, seed=0):
     "Give every block's zero-initialised output layer random weights (for tests and demos); returns `flow`."
@@ -136,7 +136,7 @@ def randomize_(flow, std=0.05, seed=0):
         for p in (blk.proj_out.weight, blk.proj_out.bias): p.copy_(std * torch.randn(p.shape, generator=g))
     return flow
 
-# %% ../nbs/02_flow.ipynb #f6e2e028
+# %% ../nbs/02_flow.ipynb #fdaf6e51
 class GraphedInverse:
     "`flow.inverse` for a fixed batch shape, captured as one CUDA graph and replayed (CUDA only)."
     def __init__(self, flow, z, y=None, warmup=2):

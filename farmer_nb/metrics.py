@@ -7,13 +7,13 @@ Docs: https://farmer-nb.github.io/farmer_nb/metrics.html.md"""
 # %% auto #0
 __all__ = ['evaluate_bpd']
 
-# %% ../nbs/10_metrics.ipynb #e248d47e
+# %% ../nbs/10_metrics.ipynb #97be4e8a
 import math
 import torch
 from tqdm.auto import tqdm
 from .data import check_images
 
-# %% ../nbs/10_metrics.ipynb #bcf6c540
+# %% ../nbs/10_metrics.ipynb #5162f332
 @torch.no_grad()
 def evaluate_bpd(model, images, labels=None, batch_size=1000, seed=0, progress=True):
     "Bits/dim of uint8 `images` (n, C, H, W) under uniform dequantization: dict(bpd, se, n, per_image)."

@@ -8,7 +8,7 @@ Docs: https://farmer-nb.github.io/farmer_nb/model.html.md"""
 __all__ = ['PRESETS', 'MODELS', 'check_config', 'GaussianFlowConfig', 'get_config', 'standard_normal_logprob', 'prepare_labels',
            'GaussianFlow', 'save_model', 'config_diff', 'load_model']
 
-# %% ../nbs/06_model.ipynb #92e70ed8
+# %% ../nbs/06_model.ipynb #34821004
 import dataclasses, hashlib, json, math, os, typing
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
@@ -17,7 +17,7 @@ import torch.nn as nn
 from .data import check_images, check_labels, dequantize, quantize, nll_to_bpd, patchify, unpatchify
 from .flow import AutoregressiveFlow
 
-# %% ../nbs/06_model.ipynb #1fcb4c67
+# %% ../nbs/06_model.ipynb #2349406f
 def check_config(cfg):
     "Check the types of a config dataclass's fields and the shape constraints common to all models."
     name = type(cfg).__name__
@@ -36,7 +36,7 @@ def check_config(cfg):
     if not 0 <= cfg.label_drop < 1: raise ValueError(f"{name}.label_drop: expected in [0, 1), got {cfg.label_drop}")
     if cfg.num_classes < 0: raise ValueError(f"{name}.num_classes: expected >= 0 (0: unconditional), got {cfg.num_classes}")
 
-# %% ../nbs/06_model.ipynb #01934c97
+# %% ../nbs/06_model.ipynb #67022dee
 @dataclass
 class GaussianFlowConfig:
     "Configuration of the autoregressive flow with a N(0, I) prior (the TarFlow-style baseline)."
@@ -60,7 +60,7 @@ class GaussianFlowConfig:
     @property
     def D(self): return self.N * self.d
 
-# %% ../nbs/06_model.ipynb #7a5dbf02
+# %% ../nbs/06_model.ipynb #166a2dec
 PRESETS = {
     'tarflow-fmnist': (GaussianFlowConfig, dict()),
     'tarflow-tiny': (GaussianFlowConfig, dict(image_shape=(1, 8, 8), patch=2, n_blocks=2, depth=1, width=32, head_dim=16, num_classes=4)),
@@ -74,13 +74,13 @@ def get_config(preset, **overrides):
     if unknown: raise ValueError(f"overrides: {sorted(unknown)} are not fields of {cls.__name__}")
     return cls(**{**kw, **overrides})
 
-# %% ../nbs/06_model.ipynb #1586474e
+# %% ../nbs/06_model.ipynb #51d36238
 def standard_normal_logprob(z):
     "log N(z; 0, I) summed over all but the batch dimension, in at least fp32: (B, ...) → (B,)."
     z = z.to(torch.promote_types(z.dtype, torch.float32))
     return -0.5 * (z.pow(2) + math.log(2 * math.pi)).flatten(1).sum(1)
 
-# %% ../nbs/06_model.ipynb #48bf1123
+# %% ../nbs/06_model.ipynb #16be9c13
 def prepare_labels(labels, num_classes, B, device, label_drop=0.0, validate=True):
     "Checked labels (B,) on `device`, None → null label `num_classes`, each dropped to null with prob `label_drop`."
     if num_classes == 0:
@@ -92,7 +92,7 @@ def prepare_labels(labels, num_classes, B, device, label_drop=0.0, validate=True
         labels = torch.where(torch.rand(B, device=device) < label_drop, torch.full_like(labels, num_classes), labels)
     return labels
 
-# %% ../nbs/06_model.ipynb #857f19cc
+# %% ../nbs/06_model.ipynb #3916c07d
 class GaussianFlow(nn.Module):
     "TarFlow-style baseline: autoregressive flow + N(0, I) prior, class-conditional through the flow blocks."
     def __init__(self, cfg: GaussianFlowConfig):
@@ -117,7 +117,7 @@ class GaussianFlow(nn.Module):
         check_images(x, self.cfg.image_shape, dtype='uint8', name='x')
         return nll_to_bpd(self.nll(dequantize(x.to(self.device), 'uniform', generator=generator), labels))
 
-# %% ../nbs/06_model.ipynb #446f2246
+# %% ../nbs/06_model.ipynb #46394624
 @torch.no_grad()
 def _sample(self, labels=None, n=None, temperature=1.0, generator=None, inverse=None, max_redraws=3):
     "Draw images: uint8 (B, C, H, W); `labels` (B,) or None with `n` for unconditional samples."
@@ -139,7 +139,7 @@ def _sample(self, labels=None, n=None, temperature=1.0, generator=None, inverse=
 
 GaussianFlow.sample = _sample
 
-# %% ../nbs/06_model.ipynb #528b4000
+# %% ../nbs/06_model.ipynb #f341ab55
 MODELS = {'GaussianFlow': (GaussianFlow, GaussianFlowConfig)}
 
 def _digest(tensors):
@@ -166,7 +166,7 @@ def save_model(model, path, **extra):
         if tmp.exists(): tmp.unlink()
     return path
 
-# %% ../nbs/06_model.ipynb #23b0c718
+# %% ../nbs/06_model.ipynb #b5702e17
 def config_diff(a, b):
     "Names and values of the fields where configs `a` and `b` differ."
     return {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in fields(a) if getattr(a, f.name) != getattr(b, f.name)}

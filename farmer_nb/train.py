@@ -7,20 +7,20 @@ Docs: https://farmer-nb.github.io/farmer_nb/train.html.md"""
 # %% auto #0
 __all__ = ['lr_factor', 'make_optimizer', 'train_step', 'fit']
 
-# %% ../nbs/09_train.ipynb #9f236a30
+# %% ../nbs/09_train.ipynb #de3c987a
 import math, time
 import torch
 from tqdm.auto import tqdm
 from .data import dequantize, noise_sigma, nll_to_bpd, check_images, check_labels
 
-# %% ../nbs/09_train.ipynb #2cbc361d
+# %% ../nbs/09_train.ipynb #dfe66160
 def lr_factor(step, total, warmup, min_ratio=0.01):
     "Multiplier of the peak learning rate at `step`: linear warm-up over `warmup` steps, then cosine to `min_ratio`."
     if step < warmup: return (step + 1) / warmup
     tau = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * tau))
 
-# %% ../nbs/09_train.ipynb #79304688
+# %% ../nbs/09_train.ipynb #4beb97f0
 def make_optimizer(model, lr=2e-3, weight_decay=0.03, betas=(0.9, 0.95)):
     "AdamW with weight decay on parameters of 2+ dimensions only."
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
@@ -28,7 +28,7 @@ def make_optimizer(model, lr=2e-3, weight_decay=0.03, betas=(0.9, 0.95)):
     return torch.optim.AdamW([dict(params=decay, weight_decay=weight_decay), dict(params=other, weight_decay=0.0)],
                              lr=lr, betas=betas)
 
-# %% ../nbs/09_train.ipynb #b24768fd
+# %% ../nbs/09_train.ipynb #60618da2
 def train_step(model, opt, x, labels, sigma=None, label_drop=0.0, grad_clip=1.0, amp_dtype=None, generator=None):
     "One AdamW step on uint8 images x (B, C, H, W); returns (loss, grad_norm, applied)."
     y = dequantize(x, 'uniform', generator=generator) if sigma is None else dequantize(x, 'gaussian', sigma, generator)
@@ -42,7 +42,7 @@ def train_step(model, opt, x, labels, sigma=None, label_drop=0.0, grad_clip=1.0,
     else: opt.zero_grad(set_to_none=True)
     return loss.detach(), grad_norm.detach(), applied
 
-# %% ../nbs/09_train.ipynb #01c130cb
+# %% ../nbs/09_train.ipynb #5ef06ad7
 def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_decay=0.03, warmup_steps=None,
         grad_clip=1.0, noise='uniform', sigma_max=0.1, sigma_min=0.005, label_drop=None, amp_dtype=None,
         seed=0, log_every=50, max_skip_frac=0.05, progress=True, max_steps=None):

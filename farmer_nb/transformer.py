@@ -7,13 +7,13 @@ Docs: https://farmer-nb.github.io/farmer_nb/transformer.html.md"""
 # %% auto #0
 __all__ = ['KVCache', 'Attention', 'Block', 'Transformer']
 
-# %% ../nbs/01_transformer.ipynb #01f65d03
+# %% ../nbs/01_transformer.ipynb #3a888e7e
 import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# %% ../nbs/01_transformer.ipynb #ca4e1f73
+# %% ../nbs/01_transformer.ipynb #0ee90aa8
 class KVCache:
     "Preallocated keys and values (B, heads, T_max, head_dim) with a write index `pos`."
     def __init__(self, B, n_heads, T_max, head_dim, device=None, dtype=torch.float32):
@@ -31,7 +31,7 @@ class KVCache:
         self.pos += T
         return self.k[:, :, :self.pos], self.v[:, :, :self.pos]
 
-# %% ../nbs/01_transformer.ipynb #a604cf99
+# %% ../nbs/01_transformer.ipynb #c7b67ef4
 class Attention(nn.Module):
     "Multi-head self-attention, causal or bidirectional, with an optional KV cache and temperature."
     def __init__(self, width, head_dim=64, causal=True):
@@ -54,7 +54,7 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
         return self.proj(out.transpose(1, 2).reshape(B, T, W))                                   # (B, T, W)
 
-# %% ../nbs/01_transformer.ipynb #99555bdf
+# %% ../nbs/01_transformer.ipynb #dcfcd738
 class Block(nn.Module):
     "Pre-LN transformer layer: attention then a GELU MLP, each on a residual branch."
     def __init__(self, width, head_dim=64, causal=True, mlp_ratio=4):
@@ -66,7 +66,7 @@ class Block(nn.Module):
         x = x + self.attn(self.norm1(x), cache, temperature)
         return x + self.mlp(self.norm2(x))
 
-# %% ../nbs/01_transformer.ipynb #0698a640
+# %% ../nbs/01_transformer.ipynb #a17b98c0
 class Transformer(nn.Module):
     "A stack of `depth` pre-LN layers and a final LayerNorm; (B, T, width) → (B, T, width)."
     def __init__(self, width, depth, head_dim=64, causal=True, mlp_ratio=4):

@@ -7,13 +7,13 @@ Docs: https://farmer-nb.github.io/farmer_nb/viz.html.md"""
 # %% auto #0
 __all__ = ['image_grid', 'save_image_grid', 'show_images', 'plot_curve']
 
-# %% ../nbs/11_viz.ipynb #4c5cb41c
+# %% ../nbs/11_viz.ipynb #581810d7
 import math
 from pathlib import Path
 import numpy as np
 import torch
 
-# %% ../nbs/11_viz.ipynb #03a72acc
+# %% ../nbs/11_viz.ipynb #ac213851
 def image_grid(images, nrow=None, pad=1, pad_value=255):
     "Tile uint8 images (B, C, H, W) into one array (rows·(H+pad)+pad, cols·(W+pad)+pad, C)."
     x = torch.as_tensor(images).detach().cpu()
@@ -26,7 +26,7 @@ def image_grid(images, nrow=None, pad=1, pad_value=255):
         grid[pad + r * (H + pad):pad + r * (H + pad) + H, pad + c * (W + pad):pad + c * (W + pad) + W] = x[k].permute(1, 2, 0).numpy()
     return grid
 
-# %% ../nbs/11_viz.ipynb #1865ce78
+# %% ../nbs/11_viz.ipynb #b1a26239
 def save_image_grid(images, path, nrow=None, scale=2):
     "Write an image grid to a PNG file, each pixel repeated `scale` times."
     import matplotlib.image
@@ -45,7 +45,7 @@ def show_images(images, nrow=None, title=None, ax=None, figsize=(4, 4)):
     if title: ax.set_title(title)
     return ax
 
-# %% ../nbs/11_viz.ipynb #f1c53335
+# %% ../nbs/11_viz.ipynb #ffd56687
 def plot_curve(log, key='bpd', ax=None, label=None, figsize=(4, 3)):
     "Plot `key` against epoch from a training log (list of dicts with 'epoch')."
     import matplotlib.pyplot as plt
