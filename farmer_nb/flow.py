@@ -136,7 +136,7 @@ def randomize_(flow, std=0.05, seed=0):
         for p in (blk.proj_out.weight, blk.proj_out.bias): p.copy_(std * torch.randn(p.shape, generator=g))
     return flow
 
-# %% ../nbs/02_flow.ipynb #fdaf6e51
+# %% ../nbs/02_flow.ipynb #de79cf60
 class GraphedInverse:
     "`flow.inverse` for a fixed batch shape, captured as one CUDA graph and replayed (CUDA only)."
     def __init__(self, flow, z, y=None, warmup=2):

@@ -117,7 +117,17 @@ class GaussianFlow(nn.Module):
         check_images(x, self.cfg.image_shape, dtype='uint8', name='x')
         return nll_to_bpd(self.nll(dequantize(x.to(self.device), 'uniform', generator=generator), labels))
 
-# %% ../nbs/06_model.ipynb #46394624
+# %% ../nbs/06_model.ipynb #2cda52d9
+@torch.no_grad()
+def _block_stats(self, x, labels=None):
+    "Per-block health on uint8 images x: lists of E[z²] after each block and of each block's log-det per dim."
+    y = dequantize(x.to(self.device), 'center').to(self.dtype)
+    c = prepare_labels(labels, self.cfg.num_classes, x.shape[0], self.device)
+    return {k: v.tolist() for k, v in self.flow.block_stats(patchify(y, self.cfg.patch), c).items()}
+
+GaussianFlow.block_stats = _block_stats
+
+# %% ../nbs/06_model.ipynb #5e1b9d6a
 @torch.no_grad()
 def _sample(self, labels=None, n=None, temperature=1.0, generator=None, inverse=None, max_redraws=3):
     "Draw images: uint8 (B, C, H, W); `labels` (B,) or None with `n` for unconditional samples."
@@ -139,7 +149,7 @@ def _sample(self, labels=None, n=None, temperature=1.0, generator=None, inverse=
 
 GaussianFlow.sample = _sample
 
-# %% ../nbs/06_model.ipynb #f341ab55
+# %% ../nbs/06_model.ipynb #b754ee5c
 MODELS = {'GaussianFlow': (GaussianFlow, GaussianFlowConfig)}
 
 def _digest(tensors):
@@ -166,7 +176,7 @@ def save_model(model, path, **extra):
         if tmp.exists(): tmp.unlink()
     return path
 
-# %% ../nbs/06_model.ipynb #b5702e17
+# %% ../nbs/06_model.ipynb #78a55a90
 def config_diff(a, b):
     "Names and values of the fields where configs `a` and `b` differ."
     return {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in fields(a) if getattr(a, f.name) != getattr(b, f.name)}

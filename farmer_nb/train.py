@@ -83,7 +83,8 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
             if step % log_every == 0 or step == total:
                 l = (run_loss / run_n).item() if run_n else float('nan')           # NaN: every step of the window was skipped
                 log.append(dict(step=step, epoch=step / steps_per_epoch, loss=l, bpd=nll_to_bpd(l), grad_norm=gnorm.item(),
-                                lr=sched.get_last_lr()[0], skipped=skipped, sigma=sigma, time=time.perf_counter() - t0))
+                                lr=sched.get_last_lr()[0], skipped=skipped, sigma=sigma, time=time.perf_counter() - t0,
+                                **model.block_stats(images[:256], None if labels is None else labels[:256])))
                 bar.set_postfix(loss=f"{l:.4f}", bpd=f"{nll_to_bpd(l):.3f}", skipped=skipped)
                 run_loss, run_n = torch.zeros((), device=device), 0
     bar.close(); model.eval()
