@@ -6,20 +6,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# 1. Data: Debian's dataset-fashion-mnist puts the IDX files in /usr/share/datasets/fashion-mnist.
-if [[ ! -d /usr/share/datasets/fashion-mnist ]] && command -v apt-get >/dev/null; then
-  sudo=""; [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null && sudo="sudo -n"
-  if [[ $(id -u) -eq 0 || -n $sudo ]]; then
-    { $sudo apt-get update -qq && $sudo apt-get install -y -qq dataset-fashion-mnist; } \
-      || echo "note: could not install dataset-fashion-mnist; cells that need the real data are skipped"
-  fi
-fi
-
-# 2. Python: a virtual environment; torch before the project, or pip resolves a multi-GB CUDA build.
-[[ -x .venv/bin/python ]] || "${PYTHON:-python3}" -m venv .venv
-. .venv/bin/activate
-pip install -q --disable-pip-version-check "torch==${TORCH_VERSION:-2.13.0}"
-pip install -q --disable-pip-version-check -e ".[dev]"
+# 1-2. Data and Python environment.
+. scripts/setup.sh
 
 # 3. Notebooks are the source: they must be clean, and the library exactly what nbdev exports.
 if git rev-parse --git-dir >/dev/null 2>&1; then
