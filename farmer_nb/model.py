@@ -218,6 +218,20 @@ class Farmer(DensityModel):
         return -(self.prior.log_prob(z_I, z_R, self._null(c, X.shape[0])) + logdet) / self.cfg.D
 
 # %% ../nbs/06_model.ipynb #b754ee5c
+@torch.no_grad()
+def _farmer_block_stats(self, x, labels=None):
+    "The flow's per-block health plus the effective number of components of the informative and redundant mixtures."
+    stats = DensityModel.block_stats(self, x, labels)
+    c = self._null(prepare_labels(labels, self.cfg.num_classes, x.shape[0], self.device), x.shape[0])
+    z_I, z_R, _ = self.latent(patchify(dequantize(x.to(self.device), 'center').to(self.dtype), self.cfg.patch))
+    g_I, g_R = self.prior(z_I, c)
+    stats['eff_K_I'] = g_I.effective_components().item()
+    if g_R is not None: stats['eff_K_R'] = g_R.effective_components().item()
+    return stats
+
+Farmer.block_stats = _farmer_block_stats
+
+# %% ../nbs/06_model.ipynb #9f9cf059
 def _farmer_sample_latent(self, c, B, generator=None, T_pi=1.0, T_sigma=1.0, gamma=1.0):
     "Draw a latent Z (B, N, d) in the flow's output space from the AR prior (temperatures T_pi, T_sigma; redundant std × gamma)."
     z_I, z_R = self.prior.sample(self._null(c, B), T_pi, T_sigma, gamma, generator)
@@ -226,7 +240,7 @@ def _farmer_sample_latent(self, c, B, generator=None, T_pi=1.0, T_sigma=1.0, gam
 
 Farmer.sample_latent = _farmer_sample_latent
 
-# %% ../nbs/06_model.ipynb #9f9cf059
+# %% ../nbs/06_model.ipynb #2cb58a0a
 @torch.no_grad()
 def _sample(self, labels=None, n=None, generator=None, inverse=None, max_redraws=3, **kw):
     "Draw images: uint8 (B, C, H, W); `labels` (B,), or None with `n` for unconditional samples."
@@ -246,7 +260,7 @@ def _sample(self, labels=None, n=None, generator=None, inverse=None, max_redraws
 
 DensityModel.sample = _sample
 
-# %% ../nbs/06_model.ipynb #84fdaac6
+# %% ../nbs/06_model.ipynb #69d92435
 @torch.no_grad()
 def randomize_model_(model, std=0.05, seed=0):
     "Give every zero-initialised layer (flow outputs, GMM heads, mixing) small random weights, for tests; returns `model`."
@@ -255,7 +269,7 @@ def randomize_model_(model, std=0.05, seed=0):
         if p.abs().max() == 0: p.copy_(std * torch.randn(p.shape, generator=g))
     return model
 
-# %% ../nbs/06_model.ipynb #e3982ab8
+# %% ../nbs/06_model.ipynb #5ed39526
 MODELS = {'GaussianFlow': (GaussianFlow, GaussianFlowConfig), 'Farmer': (Farmer, FarmerConfig)}
 
 def _digest(tensors):
@@ -282,7 +296,7 @@ def save_model(model, path, **extra):
         if tmp.exists(): tmp.unlink()
     return path
 
-# %% ../nbs/06_model.ipynb #cca3dcce
+# %% ../nbs/06_model.ipynb #8b5960ab
 def config_diff(a, b):
     "Names and values of the fields where configs `a` and `b` differ."
     return {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in fields(a) if getattr(a, f.name) != getattr(b, f.name)}
