@@ -49,7 +49,7 @@ def _ar_log_prob(self, z_I, z_R, c):
     lp = g_I.log_prob(z_I).sum(1)                                      # (B,)
     if self.d_R:
         if g_R is not None: lp = lp + g_R.log_prob(z_R.transpose(0, 1)).sum(0)    # (N, B) → (B,): i.i.d. given Z^I
-        else: lp = lp - 0.5 * (z_R.float().pow(2) + math.log(2 * math.pi)).flatten(1).sum(1)
+        else: lp = lp - 0.5 * (z_R.to(lp.dtype).pow(2) + math.log(2 * math.pi)).flatten(1).sum(1)
     return lp
 
 ARPrior.forward, ARPrior.log_prob = _ar_forward, _ar_log_prob

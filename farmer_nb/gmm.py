@@ -70,5 +70,6 @@ class GMMHead(nn.Module):
         out = self.proj(h)                                                                   # (..., K(1 + 2d))
         logits, mu, r = out.split([self.K, self.K * self.d, self.K * self.d], dim=-1)
         shape = (*h.shape[:-1], self.K, self.d)
-        log_sigma = torch.asinh(r.float() / 2).clamp_min(self.log_min_sigma)                # log square_plus(r), fp32
+        r = r.to(torch.promote_types(r.dtype, torch.float32))                                # at least fp32
+        log_sigma = torch.asinh(r / 2).clamp_min(self.log_min_sigma)                         # log square_plus(r)
         return GMM(logits, mu.reshape(shape), log_sigma.reshape(shape))

@@ -263,10 +263,11 @@ DensityModel.sample = _sample
 # %% ../nbs/06_model.ipynb #69d92435
 @torch.no_grad()
 def randomize_model_(model, std=0.05, seed=0):
-    "Give every zero-initialised layer (flow outputs, GMM heads, mixing) small random weights, for tests; returns `model`."
+    "Replace every weight that is exactly 0 (flow outputs, GMM logit and scale rows, mixing, LayerNorm biases) by small random values, for tests."
     g = torch.Generator().manual_seed(seed)
-    for name, p in model.named_parameters():
-        if p.abs().max() == 0: p.copy_(std * torch.randn(p.shape, generator=g))
+    for p in model.parameters():
+        zero = p == 0
+        p.copy_(torch.where(zero, std * torch.randn(p.shape, generator=g).to(p.dtype), p))
     return model
 
 # %% ../nbs/06_model.ipynb #5ed39526
