@@ -6,8 +6,8 @@ Docs: https://farmer-nb.github.io/farmer_nb/model.html.md"""
 
 # %% auto #0
 __all__ = ['PRESETS', 'MODELS', 'check_config', 'GaussianFlowConfig', 'FarmerConfig', 'get_config', 'standard_normal_logprob',
-           'prepare_labels', 'DensityModel', 'GaussianFlow', 'Farmer', 'randomize_model_', 'save_model', 'config_diff',
-           'load_model']
+           'prepare_labels', 'DensityModel', 'GaussianFlow', 'Farmer', 'randomize_model_', 'build_model', 'save_model',
+           'config_diff', 'load_model']
 
 # %% ../nbs/06_model.ipynb #34821004
 import dataclasses, hashlib, json, math, os, typing
@@ -272,6 +272,12 @@ def randomize_model_(model, std=0.05, seed=0):
 
 # %% ../nbs/06_model.ipynb #5ed39526
 MODELS = {'GaussianFlow': (GaussianFlow, GaussianFlowConfig), 'Farmer': (Farmer, FarmerConfig)}
+
+def build_model(cfg):
+    "The model a config describes: `Farmer` for a `FarmerConfig`, `GaussianFlow` for a `GaussianFlowConfig`."
+    for model_cls, cfg_cls in MODELS.values():
+        if type(cfg) is cfg_cls: return model_cls(cfg)
+    raise TypeError(f"cfg: expected one of {[c.__name__ for _, c in MODELS.values()]}, got {type(cfg).__name__}")
 
 def _digest(tensors):
     h = hashlib.sha256()

@@ -7,15 +7,15 @@ bits/dim (conditional, uniform dequantization), training img/s, the flow round-t
 sampling img/s at each --bench-batches size (sequential inverse, eager and CUDA graph), and a sample grid.
 Everything lands in --out as results.json and PNG files.
 """
-import argparse, json, math, platform, statistics, time
-from pathlib import Path
+import argparse, json, statistics, time
 import torch
-from farmer_nb.data import FashionMNIST, dequantize, patchify
+from farmer_nb.data import dequantize, patchify
 from farmer_nb.model import GaussianFlow, get_config, save_model
 from farmer_nb.flow import GraphedInverse
 from farmer_nb.train import fit
 from farmer_nb.metrics import evaluate_bpd
 from farmer_nb.viz import save_image_grid, plot_curve
+from runkit import add_common_args, setup
 
 def sync(device):
     if device.type == 'cuda': torch.cuda.synchronize()
@@ -48,26 +48,12 @@ def bench_sampling(model, batch_sizes, device, reps=5):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--epochs', type=int, nargs='+', default=[10, 40], help='one training run per value')
-    ap.add_argument('--batch-size', type=int, default=256)
-    ap.add_argument('--lr', type=float, default=2e-3)
     ap.add_argument('--preset', default='tarflow-fmnist')
-    ap.add_argument('--data', default=None, help='folder with the Fashion-MNIST IDX files (default: search path)')
-    ap.add_argument('--out', default='runs/baseline_fmnist')
     ap.add_argument('--bench-batches', type=int, nargs='+', default=[1, 1024])
-    ap.add_argument('--subset', type=int, default=None, help='use only the first n train/test images (smoke tests)')
-    ap.add_argument('--max-steps', type=int, default=None, help='stop each run after this many steps (smoke tests)')
-    ap.add_argument('--seed', type=int, default=0)
+    add_common_args(ap, 'runs/baseline_fmnist')
     args = ap.parse_args()
-
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-    train, test = FashionMNIST('train', args.data), FashionMNIST('test', args.data)
-    xtr, ytr, xte, yte = train.images, train.labels, test.images, test.labels
-    if args.subset: xtr, ytr, xte, yte = xtr[:args.subset], ytr[:args.subset], xte[:args.subset], yte[:args.subset]
-    env = dict(device=torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or 'cpu',
-               torch=torch.__version__, python=platform.python_version())
+    device, out, (xtr, ytr, xte, yte), env = setup(args)
     results = dict(env=env, args=vars(args), runs=[])
-    print(env, flush=True)
 
     for epochs in args.epochs:
         torch.manual_seed(args.seed)

@@ -9,14 +9,13 @@ Variants (all from preset fmnist-cmp, ≈ 3.2 M parameters like tarflow-fmnist):
 Each run: class-conditional, uniform dequantization, batch 256, lr 2e-3; test/train bits/dim (conditional),
 training img/s. results.json is rewritten after every run, so a cut-off call keeps what finished.
 """
-import argparse, json, platform
-from pathlib import Path
+import argparse, json
 import torch
-from farmer_nb.data import FashionMNIST
-from farmer_nb.model import Farmer, GaussianFlow, get_config
+from farmer_nb.model import build_model, get_config
 from farmer_nb.train import fit
 from farmer_nb.metrics import evaluate_bpd
 from farmer_nb.viz import save_image_grid
+from runkit import add_common_args, setup
 
 VARIANTS = {
     'a': ('Gaussian-prior flow', 'tarflow-fmnist', {}),
@@ -30,26 +29,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--variants', nargs='+', default=list('dcbe'), choices=sorted(VARIANTS))
     ap.add_argument('--epochs', type=int, default=10)
-    ap.add_argument('--batch-size', type=int, default=256)
-    ap.add_argument('--lr', type=float, default=2e-3)
-    ap.add_argument('--data', default=None)
-    ap.add_argument('--out', default='runs/farmer_ablation')
-    ap.add_argument('--subset', type=int, default=None, help='first n train/test images only (smoke tests)')
-    ap.add_argument('--max-steps', type=int, default=None, help='stop each run after this many steps (smoke tests)')
-    ap.add_argument('--seed', type=int, default=0)
+    add_common_args(ap, 'runs/farmer_ablation')
     args = ap.parse_args()
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-    train, test = FashionMNIST('train', args.data), FashionMNIST('test', args.data)
-    xtr, ytr, xte, yte = train.images, train.labels, test.images, test.labels
-    if args.subset: xtr, ytr, xte, yte = xtr[:args.subset], ytr[:args.subset], xte[:args.subset], yte[:args.subset]
-    results = dict(env=dict(device=torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu', torch=torch.__version__,
-                            python=platform.python_version()), args=vars(args), runs=[])
+    device, out, (xtr, ytr, xte, yte), env = setup(args)
+    results = dict(env=env, args=vars(args), runs=[])
     for v in args.variants:
         name, preset, kw = VARIANTS[v]
         torch.manual_seed(args.seed)
         cfg = get_config(preset, **kw)
-        model = (GaussianFlow if preset.startswith('tarflow') else Farmer)(cfg).to(device)
+        model = build_model(cfg).to(device)
         params = sum(p.numel() for p in model.parameters())
         print(f"== ({v}) {name}: {params / 1e6:.2f}M parameters", flush=True)
         tr = fit(model, xtr, ytr, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,

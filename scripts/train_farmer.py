@@ -11,7 +11,7 @@ import argparse, json, math, time
 from pathlib import Path
 import torch
 from farmer_nb.data import FashionMNIST
-from farmer_nb.model import Farmer, GaussianFlow, PRESETS, get_config, save_model
+from farmer_nb.model import PRESETS, build_model, get_config, save_model
 from farmer_nb.train import fit, train_step, make_optimizer
 from farmer_nb.metrics import evaluate_bpd
 from farmer_nb.viz import save_image_grid
@@ -47,7 +47,7 @@ def main():
     train, test = FashionMNIST('train', args.data), FashionMNIST('test', args.data)
     torch.manual_seed(args.seed)
     cfg = get_config(args.preset)
-    model = (Farmer if type(cfg).__name__ == 'FarmerConfig' else GaussianFlow)(cfg).to(device)
+    model = build_model(cfg).to(device)
     bs = args.batch_size or (256 if device.type == 'cuda' else 64)
     steps_per_epoch = len(train.images) // bs
     if args.epochs is None and device.type == 'cpu':
