@@ -43,7 +43,9 @@ class AFBlock(nn.Module):
 
     def embed(self, x, i, y):
         "Input of the transformer for tokens i.. of x (B, T, d) in block order; y: labels (B,) or None."
-        h = self.proj_in(x) + permute_tokens(self.pos_emb, self.reverse)[:, i:i + x.shape[1]]  # (B, T, width)
+        T = x.shape[1]                                                   # block positions i..i+T−1 are spatial N−1−i..N−i−T if reversed
+        pos = self.pos_emb[:, self.N - i - T:self.N - i].flip(1) if self.reverse else self.pos_emb[:, i:i + T]
+        h = self.proj_in(x) + pos                                        # (B, T, width)
         return h if self.class_emb is None else h + self.class_emb(y)[:, None]
 
     def params(self, h):
