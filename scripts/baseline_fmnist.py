@@ -49,6 +49,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--epochs', type=int, nargs='+', default=[10, 40], help='one training run per value')
     ap.add_argument('--preset', default='tarflow-fmnist')
+    ap.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='config overrides, e.g. n_blocks=8 depth=2')
     ap.add_argument('--bench-batches', type=int, nargs='+', default=[1, 1024])
     add_common_args(ap, 'runs/baseline_fmnist')
     args = ap.parse_args()
@@ -57,7 +58,7 @@ def main():
 
     for epochs in args.epochs:
         torch.manual_seed(args.seed)
-        cfg = get_config(args.preset)
+        cfg = get_config(args.preset, **{k: type(getattr(get_config(args.preset), k))(v) for k, v in (a.split('=', 1) for a in args.set)})
         model = GaussianFlow(cfg).to(device)
         n_params = sum(p.numel() for p in model.parameters())
         print(f"== {epochs} epochs, {n_params / 1e6:.2f}M parameters, config {cfg}", flush=True)
