@@ -6,8 +6,8 @@ Docs: https://farmer-nb.github.io/farmer_nb/model.html.md"""
 
 # %% auto #0
 __all__ = ['PRESETS', 'MODELS', 'check_config', 'GaussianFlowConfig', 'FarmerConfig', 'get_config', 'standard_normal_logprob',
-           'prepare_labels', 'DensityModel', 'GaussianFlow', 'Farmer', 'randomize_model_', 'build_model', 'save_model',
-           'config_diff', 'load_model']
+           'prepare_labels', 'DensityModel', 'GaussianFlow', 'Farmer', 'randomize_model_', 'build_model',
+           'write_tensors', 'read_tensors', 'save_model', 'config_diff', 'model_from_checkpoint', 'load_model']
 
 # %% ../nbs/06_model.ipynb #34821004
 import dataclasses, hashlib, json, math, os, typing
@@ -285,15 +285,11 @@ def _digest(tensors):
         h.update(k.encode()); h.update(tensors[k].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
-def save_model(model, path, **extra):
-    "Write `model`'s weights and config to a safetensors file atomically; `extra` strings go in the metadata."
+def write_tensors(path, tensors, meta):
+    "Write CPU tensors and string metadata to a safetensors file atomically (temp file, fsync, rename), adding a SHA-256."
     from safetensors.torch import save_file
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {'format': 'farmer_nb.model/1', 'class': type(model).__name__, 'sha256': _digest(tensors),
-            'config': json.dumps(asdict(model.cfg))}
-    if set(extra) & set(meta): raise ValueError(f"extra: {sorted(set(extra) & set(meta))} are reserved metadata keys")
-    meta.update({k: str(v) for k, v in extra.items()})
+    meta = {**meta, 'sha256': _digest(tensors)}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=meta)
@@ -303,27 +299,45 @@ def save_model(model, path, **extra):
         if tmp.exists(): tmp.unlink()
     return path
 
-# %% ../nbs/06_model.ipynb #8b5960ab
-def config_diff(a, b):
-    "Names and values of the fields where configs `a` and `b` differ."
-    return {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in fields(a) if getattr(a, f.name) != getattr(b, f.name)}
-
-def load_model(path, device='cpu', expect_config=None):
-    "Load a model saved by `save_model`, verifying its checksum (and its config, if `expect_config` is given)."
+def read_tensors(path, formats):
+    "Read a file written by `write_tensors` whose format is one of `formats`, verifying its checksum: (tensors, metadata)."
     from safetensors import safe_open
     try:
         with safe_open(str(path), framework='pt') as f:
             meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
     except FileNotFoundError: raise
     except Exception as e: raise ValueError(f"{path}: not a readable safetensors checkpoint (truncated or corrupted?): {e}") from e
-    if meta.get('format') != 'farmer_nb.model/1' or meta.get('class') not in MODELS:
-        raise ValueError(f"{path}: not a farmer_nb model checkpoint (format {meta.get('format')!r}, class {meta.get('class')!r})")
+    if meta.get('format') not in formats or meta.get('class') not in MODELS:
+        raise ValueError(f"{path}: not a farmer_nb model checkpoint (format {meta.get('format')!r}, class {meta.get('class')!r}; "
+                         f"expected format {' or '.join(formats)})")
     if _digest(tensors) != meta.get('sha256'): raise ValueError(f"{path}: checksum mismatch: the file is corrupted or was modified")
+    return tensors, meta
+
+# %% ../nbs/06_model.ipynb #3dfbdf2a
+def save_model(model, path, **extra):
+    "Write `model`'s weights and config to a safetensors file atomically; `extra` strings go in the metadata."
+    meta = {'format': 'farmer_nb.model/1', 'class': type(model).__name__, 'config': json.dumps(asdict(model.cfg))}
+    if set(extra) & {*meta, 'sha256'}: raise ValueError(f"extra: {sorted(set(extra) & {*meta, 'sha256'})} are reserved metadata keys")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return write_tensors(path, tensors, {**meta, **{k: str(v) for k, v in extra.items()}})
+
+def config_diff(a, b):
+    "Names and values of the fields where configs `a` and `b` differ."
+    return {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in fields(a) if getattr(a, f.name) != getattr(b, f.name)}
+
+def model_from_checkpoint(tensors, meta, path='checkpoint', expect_config=None, prefix=''):
+    "Build the model a checkpoint's metadata describes and load its weights (the tensors under `prefix`)."
     model_cls, cfg_cls = MODELS[meta['class']]
     cfg = cfg_cls(**json.loads(meta['config']))
     if expect_config is not None and config_diff(expect_config, cfg):
         diff = ', '.join(f"{k}: expected {a!r}, checkpoint has {b!r}" for k, (a, b) in config_diff(expect_config, cfg).items())
         raise ValueError(f"{path}: checkpoint is from another config ({diff})")
     model = model_cls(cfg)
-    model.load_state_dict(tensors)
-    return model.to(device)
+    model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    return model
+
+def load_model(path, device='cpu', expect_config=None):
+    "Load a model saved by `save_model` (or from a training checkpoint), verifying its checksum and, if given, its config."
+    tensors, meta = read_tensors(path, ('farmer_nb.model/1', 'farmer_nb.train/1'))
+    prefix = 'model.' if meta['format'] == 'farmer_nb.train/1' else ''
+    return model_from_checkpoint(tensors, meta, path, expect_config, prefix).to(device)
