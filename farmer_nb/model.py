@@ -293,6 +293,8 @@ def write_tensors(path, tensors, meta):
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=meta)
+        umask = os.umask(0); os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)                                 # the usual permissions of a new file
         with open(tmp, 'rb') as f: os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:

@@ -5,7 +5,8 @@
 
 With no --epochs on a CPU, the run is sized to --minutes of training: a few steps are timed first and the
 learning-rate schedule is fitted to the number of steps that fit. Outputs go to --out: samples.png,
-model.safetensors and results.json.
+model.safetensors, results.json and checkpoint.safetensors (the resumable training state: --resume continues it,
+--stop-at-step splits a long run over several calls).
 """
 import argparse, json, math, time
 from pathlib import Path
@@ -40,6 +41,9 @@ def main():
     ap.add_argument('--out', default='runs/main', help='output folder')
     ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.safetensors if it exists (same settings)')
+    ap.add_argument('--stop-at-step', type=int, default=None, help='stop (and checkpoint) at this step; resume later with --resume')
+    ap.add_argument('--checkpoint-every', type=int, default=500, help='steps between training checkpoints')
     args = ap.parse_args()
 
     device = torch.device(args.device)
@@ -60,7 +64,10 @@ def main():
         print(f"{args.preset}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters on {device}; "
               f"{epochs} epochs of batch {bs}", flush=True)
     tr = fit(model, train.images, train.labels, epochs=epochs, batch_size=bs, lr=args.lr, noise=args.noise,
-             seed=args.seed, max_steps=max_steps, log_every=10)
+             seed=args.seed, max_steps=max_steps, log_every=10, checkpoint=out/'checkpoint.safetensors',
+             checkpoint_every=args.checkpoint_every, resume=args.resume, stop_at_step=args.stop_at_step)
+    if not tr['finished']:
+        print(f"stopped at step {tr['steps']}; continue with the same options and --resume"); return
     labels = torch.arange(10, device=device).repeat_interleave(10)
     grid = save_image_grid(model.sample(labels, generator=torch.Generator(device=device).manual_seed(args.seed)),
                            out/'samples.png', nrow=10)

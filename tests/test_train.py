@@ -170,3 +170,65 @@ def test_fit_is_deterministic(data, noise, label_drop):
     (log_a, sd_a), (log_b, sd_b) = runs
     assert len(log_a) == 8 and log_a == log_b
     assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+
+
+# --- checkpoints and exact resume -------------------------------------------------------------------------
+
+def _run(make, data, **kw):
+    "Build a fresh model with `make` and train it; returns (model, fit output)."
+    m = make()
+    return m, fit(m, data.images, data.labels, epochs=3, batch_size=16, lr=3e-3, log_every=3, progress=False, **kw)
+
+
+def _farmer():
+    from farmer_nb.model import Farmer
+    torch.manual_seed(0)
+    return Farmer(get_config('farmer-tiny'))
+
+
+@pytest.mark.parametrize('make', [tiny, _farmer], ids=['gaussian-flow', 'farmer'])
+@pytest.mark.parametrize('noise', ['uniform', 'gaussian'])
+@pytest.mark.parametrize('stop', [1, 4, 6])      # after the first step, on an epoch boundary (4 steps per epoch), mid-epoch
+def test_resume_is_exact(tmp_path, data, make, noise, stop):
+    "N steps, stop, resume, the rest: bit-identical weights and log to the straight run (CPU)."
+    straight, a = _run(make, data, noise=noise)
+    ck = tmp_path / 'ck.safetensors'
+    _, first = _run(make, data, noise=noise, checkpoint=ck, stop_at_step=stop)
+    assert first['steps'] == stop and not first['finished']
+    resumed, b = _run(make, data, noise=noise, checkpoint=ck, resume=True)
+    assert b['finished'] and b['steps'] == a['steps']
+    for (k, v), (_, w) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(v, w), k
+    assert [r['loss'] for r in a['log']] == [r['loss'] for r in b['log']]
+
+
+def test_checkpoint_every_and_three_calls(tmp_path, data):
+    "Periodic checkpoints: a run split into three calls equals the straight run."
+    straight, a = _run(tiny, data)
+    ck = tmp_path / 'ck.safetensors'
+    _run(tiny, data, checkpoint=ck, checkpoint_every=2, stop_at_step=3)
+    _run(tiny, data, checkpoint=ck, checkpoint_every=2, resume=True, stop_at_step=8)
+    resumed, b = _run(tiny, data, checkpoint=ck, checkpoint_every=2, resume=True)
+    assert all(torch.equal(v, w) for v, w in zip(straight.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_resume_refuses_other_settings_or_config(tmp_path, data):
+    "A checkpoint from other settings, another config or another model class is refused, naming the difference."
+    ck = tmp_path / 'ck.safetensors'
+    _run(tiny, data, checkpoint=ck, stop_at_step=2)
+    with pytest.raises(ValueError, match='batch_size: now 8, checkpoint 16'):
+        fit(tiny(), data.images, data.labels, epochs=3, batch_size=8, lr=3e-3, checkpoint=ck, resume=True, progress=False)
+    with pytest.raises(ValueError, match='checkpoint is from another config .*width: expected 48'):
+        fit(tiny(width=48), data.images, data.labels, epochs=3, batch_size=16, lr=3e-3, checkpoint=ck, resume=True, progress=False)
+    with pytest.raises(ValueError, match='checkpoint of a GaussianFlow, not a Farmer'):
+        fit(_farmer(), data.images, data.labels, epochs=3, batch_size=16, lr=3e-3, checkpoint=ck, resume=True, progress=False)
+
+
+def test_training_checkpoint_loads_as_model(tmp_path, data):
+    "load_model reads the weights of a training checkpoint; resume=True without a file starts from scratch."
+    from farmer_nb.model import load_model
+    ck = tmp_path / 'ck.safetensors'
+    m, out = _run(tiny, data, checkpoint=ck, resume=True)             # no file yet: a fresh run
+    assert out['finished'] and ck.exists()
+    back = load_model(ck)
+    assert all(torch.equal(v, w) for v, w in zip(m.state_dict().values(), back.state_dict().values()))
