@@ -1,4 +1,4 @@
-"""A small, careful training loop for exact-likelihood image models: AdamW, warm-up and cosine decay, gradient clipping, label dropout, dequantization noise, and non-finite steps skipped and counted.
+"""A small, careful training loop for exact-likelihood image models: AdamW, warm-up and cosine decay, gradient clipping, label dropout, dequantization noise, non-finite steps skipped and counted, and checkpoints that resume exactly.
 
 Docs: https://farmer-nb.github.io/farmer_nb/train.html.md"""
 
