@@ -56,20 +56,28 @@ ARPrior.forward, ARPrior.log_prob = _ar_forward, _ar_log_prob
 
 # %% ../nbs/04_ar.ipynb #8d652e6b
 @torch.no_grad()
-def _ar_sample(self, c, T_pi=1.0, T_sigma=1.0, gamma=1.0, generator=None, use_cache=True):
-    "Draw (Z^I (B, N, d_I), Z^R (B, N, d_R)) for labels c (B,)."
+def _ar_sample(self, c, T_pi=1.0, T_sigma=1.0, gamma=1.0, generator=None, use_cache=True, rule=None):
+    "Draw (Z^I (B, N, d_I), Z^R (B, N, d_R)) for labels c (B,); a guidance `rule` decodes a null-label stream alongside."
     B, dev = c.shape[0], c.device
     dtype = self.pos_emb.dtype
-    z_I = torch.zeros(B, self.N, self.d_I, device=dev, dtype=dtype)                # (B, N, d_I)
-    caches = self.transformer.make_caches(B, self.M + self.N, dev, dtype) if use_cache else None
-    h = self.transformer(self.inputs(None, c), caches)[:, -1]                       # (B, width) at position M−1
+    if rule is not None: c = torch.cat([c, torch.full_like(c, self.num_classes)])   # (2B,): conditional, then unconditional
+    def draw(g, n=None):                                                            # g: mixtures for the whole (1 or 2)·B batch
+        if rule is None: return g.temper(T_pi, T_sigma).sample(n=n, generator=generator)
+        return rule(g[:B], g[B:], n=n, generator=generator)
+    z_I = torch.zeros(len(c), self.N, self.d_I, device=dev, dtype=dtype)           # (B or 2B, N, d_I)
+    caches = self.transformer.make_caches(len(c), self.M + self.N, dev, dtype) if use_cache else None
+    h = self.transformer(self.inputs(None, c), caches)[:, -1]                       # (B or 2B, width) at position M−1
     for i in range(self.N):
-        z_I[:, i] = self.head_I(h).temper(T_pi, T_sigma).sample(generator=generator).to(dtype)
+        z = draw(self.head_I(h)).to(dtype)                                          # (B, d_I)
+        z_I[:, i] = z if rule is None else torch.cat([z, z])                        # both streams share the history
         if use_cache: h = self.transformer(self.inputs(z_I[:, i:i + 1], c, self.M + i), caches)[:, -1]
         else: h = self.transformer(self.inputs(z_I[:, :i + 1], c))[:, -1]
+    z_I = z_I[:B]
     if not self.d_R: return z_I, z_I.new_zeros(B, self.N, 0)
     if self.head_R is not None:
-        z_R = self.head_R(h).temper(T_pi, T_sigma * gamma).sample(n=self.N, generator=generator).transpose(0, 1)
+        g_R = self.head_R(h)
+        g_R = GMM(g_R.logits, g_R.mu, g_R.log_sigma + (math.log(gamma) if gamma > 0 else -math.inf))   # redundant std × gamma
+        z_R = draw(g_R, n=self.N).transpose(0, 1)                                   # (B, N, d_R)
     else: z_R = T_sigma * gamma * torch.randn(B, self.N, self.d_R, generator=generator, device=dev, dtype=dtype)
     return z_I, z_R.to(dtype)                                                        # (B, N, d_I), (B, N, d_R)
 

@@ -54,7 +54,11 @@ def _effective_components(self):
     p = torch.softmax(self.logits.float(), -1).reshape(-1, self.K).mean(0)
     return torch.exp(-(p * torch.log(p.clamp_min(1e-30))).sum())
 
-GMM.temper, GMM.effective_components = _temper, _effective_components
+def _getitem(self, idx):
+    "The mixtures at batch index `idx` (e.g. the first half of a batch)."
+    return GMM(self.logits[idx], self.mu[idx], self.log_sigma[idx])
+
+GMM.temper, GMM.effective_components, GMM.__getitem__ = _temper, _effective_components, _getitem
 
 # %% ../nbs/03_gmm.ipynb #fc67e758
 class GMMHead(nn.Module):

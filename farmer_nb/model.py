@@ -232,9 +232,10 @@ def _farmer_block_stats(self, x, labels=None):
 Farmer.block_stats = _farmer_block_stats
 
 # %% ../nbs/06_model.ipynb #9f9cf059
-def _farmer_sample_latent(self, c, B, generator=None, T_pi=1.0, T_sigma=1.0, gamma=1.0):
-    "Draw a latent Z (B, N, d) in the flow's output space from the AR prior (temperatures T_pi, T_sigma; redundant std × gamma)."
-    z_I, z_R = self.prior.sample(self._null(c, B), T_pi, T_sigma, gamma, generator)
+def _farmer_sample_latent(self, c, B, generator=None, T_pi=1.0, T_sigma=1.0, gamma=1.0, guidance=None):
+    "Draw a latent Z (B, N, d) from the AR prior (temperatures T_pi, T_sigma; redundant std × gamma; a `guidance` rule of `07_guidance`)."
+    if guidance is not None and self.cfg.num_classes == 0: raise ValueError("guidance: needs a class-conditional model")
+    z_I, z_R = self.prior.sample(self._null(c, B), T_pi, T_sigma, gamma, generator, rule=guidance)
     z = permute_tokens(self.split.merge(z_I, z_R), self.final_reverse)
     return self.mixing.inverse(z) if self.mixing is not None else z
 
