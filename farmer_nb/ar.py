@@ -60,6 +60,8 @@ def _ar_sample(self, c, T_pi=1.0, T_sigma=1.0, gamma=1.0, generator=None, use_ca
     "Draw (Z^I (B, N, d_I), Z^R (B, N, d_R)) for labels c (B,); a guidance `rule` decodes a null-label stream alongside."
     B, dev = c.shape[0], c.device
     dtype = self.pos_emb.dtype
+    if rule is not None and (T_pi != 1.0 or T_sigma != 1.0):
+        raise ValueError("T_pi, T_sigma: with a guidance rule, set the sampling temperatures on the rule")
     if rule is not None: c = torch.cat([c, torch.full_like(c, self.num_classes)])   # (2B,): conditional, then unconditional
     def draw(g, n=None):                                                            # g: mixtures for the whole (1 or 2)·B batch
         if rule is None: return g.temper(T_pi, T_sigma).sample(n=n, generator=generator)
