@@ -248,6 +248,9 @@ def _sample(self, labels=None, n=None, generator=None, inverse=None, max_redraws
     if labels is None and (not isinstance(n, int) or n < 1): raise ValueError(f"n: expected a positive int when labels is None, got {n!r}")
     B = n if labels is None else len(labels)
     c = prepare_labels(labels, self.cfg.num_classes, B, self.device)
+    if inverse == 'student':
+        if getattr(self, 'student', None) is None: raise ValueError("inverse: 'student' needs a distilled student (08_distill's `distill`)")
+        inverse = self.student.inverse
     inverse = inverse or self.flow.inverse
     draw = lambda: unpatchify(inverse(self.sample_latent(c, B, generator, **kw), c), self.cfg.patch, self.cfg.image_shape)
     y = draw()                                                                            # (B, C, H, W)
