@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 from .flow import permute_tokens, upcast, _labels, _shift_right
-from .data import dequantize, patchify, check_images
+from .data import dequantize, patchify, check_images, check_labels
 
 # %% ../nbs/08_distill.ipynb #7b478f88
 def student_block_inverse(blk, z, y=None):
@@ -45,8 +45,8 @@ def distill_loss(student, teacher_flow, X, y=None, s_max=0.3, generator=None):
     with torch.no_grad():
         path = [X]
         for blk in teacher_flow.blocks: path.append(blk(path[-1], y)[0])                # Z_0 … Z_n
-    s = s_max * torch.rand(X.shape[0], 1, 1, generator=generator, device=X.device)
-    z = path[-1] + s * torch.randn(path[-1].shape, generator=generator, device=X.device)  # noisy start Ẑ_n
+    s = s_max * torch.rand(X.shape[0], 1, 1, generator=generator, device=X.device, dtype=path[-1].dtype)
+    z = path[-1] + s * torch.randn(path[-1].shape, generator=generator, device=X.device, dtype=path[-1].dtype)  # noisy start Ẑ_n
     loss = 0.0
     for t in reversed(range(len(teacher_flow.blocks))):
         z = student.block_inverse(t, z, y)                                              # fed its own output
@@ -57,17 +57,31 @@ def distill_loss(student, teacher_flow, X, y=None, s_max=0.3, generator=None):
 def distill(model, images, labels=None, epochs=1, batch_size=256, lr=1e-3, s_max=0.3, sigma=0.005, seed=0,
             log_every=50, progress=True, max_steps=None):
     "Train a `Student` for `model.flow` on uint8 images; attaches it as `model.student` and returns (student, log)."
-    from farmer_nb.train import make_optimizer, lr_factor
     check_images(images, model.cfg.image_shape, 'uint8', 'images')
+    spe = len(images) // batch_size
+    if spe < 1: raise ValueError(f"batch_size: {batch_size} is larger than the dataset ({len(images)} images)")
+    if labels is not None: labels = check_labels(labels, model.cfg.num_classes, len(images))
     dev = model.device
     torch.manual_seed(seed)
     g = torch.Generator(device=dev).manual_seed(seed)
-    teacher = model.flow.eval()
-    for p in teacher.parameters(): p.requires_grad_(False)
+    teacher, was_training = model.flow, model.flow.training
+    frozen = [p.requires_grad for p in teacher.parameters()]
+    try:
+        teacher.eval()
+        for p in teacher.parameters(): p.requires_grad_(False)
+        student, log = _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr, s_max, sigma, g, log_every, progress, max_steps)
+    finally:                                                                      # the teacher leaves as it came
+        teacher.train(was_training)
+        for p, r in zip(teacher.parameters(), frozen): p.requires_grad_(r)
+    model.student = student.eval()
+    return student, log
+
+def _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr, s_max, sigma, g, log_every, progress, max_steps):
+    from farmer_nb.train import make_optimizer, lr_factor
+    dev = model.device
     student = Student(teacher).to(dev).train()
     for p in student.parameters(): p.requires_grad_(True)
     opt = make_optimizer(student, lr)
-    spe = len(images) // batch_size
     total = epochs * spe if max_steps is None else min(epochs * spe, max_steps)
     log, run, run_n, t0 = [], 0.0, 0, time.perf_counter()
     for step in tqdm(range(total), disable=not progress, desc='distill'):
@@ -82,6 +96,4 @@ def distill(model, images, labels=None, epochs=1, batch_size=256, lr=1e-3, s_max
         run, run_n = run + loss.item(), run_n + 1
         if (step + 1) % log_every == 0 or step + 1 == total:
             log.append(dict(step=step + 1, loss=run / run_n, time=time.perf_counter() - t0)); run, run_n = 0.0, 0
-    for p in teacher.parameters(): p.requires_grad_(True)
-    model.student = student.eval()
     return student, log

@@ -53,6 +53,7 @@ class FeatureNet(nn.Module):
 # %% ../nbs/10_metrics.ipynb #1a00707a
 def train_feature_net(images, labels, epochs=3, batch_size=128, lr=1e-3, seed=0, progress=True):
     "Train a `FeatureNet` on uint8 images (n, 1, 28, 28) and labels (n,) with Adam; returns it in eval mode."
+    if len(images) < batch_size: raise ValueError(f"batch_size: {batch_size} is larger than the dataset ({len(images)} images)")
     torch.manual_seed(seed)
     net, g = FeatureNet(), torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -77,12 +78,9 @@ def predict(net, images, batch_size=1000):
 # %% ../nbs/10_metrics.ipynb #62253707
 def load_feature_net(path=None, device='cpu'):
     "The frozen Fashion-MNIST feature network shipped with the library (or the file at `path`)."
-    from safetensors import safe_open
+    from farmer_nb.model import read_tensors
     path = Path(path or Path(__import__('farmer_nb').__file__).parent/'assets'/'fmnist_classifier.safetensors')
-    with safe_open(str(path), framework='pt') as f: meta, sd = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    from farmer_nb.model import _digest
-    if meta.get('format') != 'farmer_nb.featurenet/1' or _digest(sd) != meta.get('sha256'):
-        raise ValueError(f"{path}: not an intact feature-network file")
+    sd, meta = read_tensors(path, ('farmer_nb.featurenet/1',), classes=('FeatureNet',))
     net = FeatureNet(); net.load_state_dict(sd)
     net.meta = meta
     return net.to(device).eval()
@@ -96,10 +94,10 @@ def frechet_distance(f1, f2):
     "Fréchet distance between Gaussians fitted to feature sets f1 (n1, k) and f2 (n2, k), in float64."
     f1, f2 = torch.as_tensor(f1, dtype=torch.float64), torch.as_tensor(f2, dtype=torch.float64)
     mu1, mu2 = f1.mean(0), f2.mean(0)
-    s1, s2 = torch.cov(f1.T), torch.cov(f2.T)
+    s1, s2 = torch.atleast_2d(torch.cov(f1.T)), torch.atleast_2d(torch.cov(f2.T))          # (k, k), also for k = 1
     r = _psd_sqrt(s1)
     tr_sqrt = torch.linalg.eigvalsh(r @ s2 @ r).clamp_min(0).sqrt().sum()
-    return ((mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * tr_sqrt).item()
+    return max(0.0, ((mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * tr_sqrt).item())   # ≥ 0 up to rounding
 
 # %% ../nbs/10_metrics.ipynb #b005e9a5
 def kid(f_real, f_fake, subsets=100, subset_size=1000, seed=0):
@@ -115,7 +113,7 @@ def kid(f_real, f_fake, subsets=100, subset_size=1000, seed=0):
         kxx, kyy, kxy = (x @ x.T / k + 1) ** 3, (y @ y.T / k + 1) ** 3, (x @ y.T / k + 1) ** 3
         vals.append(((kxx.sum() - kxx.trace()) / (m * (m - 1)) + (kyy.sum() - kyy.trace()) / (m * (m - 1)) - 2 * kxy.mean()).item())
     v = torch.tensor(vals)
-    return v.mean().item(), v.std().item()
+    return v.mean().item(), v.std().item() if len(v) > 1 else float('nan')
 
 # %% ../nbs/10_metrics.ipynb #ac3c4d62
 def _knn_radius(f, k):

@@ -305,15 +305,15 @@ def write_tensors(path, tensors, meta):
         if tmp.exists(): tmp.unlink()
     return path
 
-def read_tensors(path, formats):
-    "Read a file written by `write_tensors` whose format is one of `formats`, verifying its checksum: (tensors, metadata)."
+def read_tensors(path, formats, classes=None):
+    "Read a file written by `write_tensors` whose format is one of `formats` (and class one of `classes`, default the models), verifying its checksum."
     from safetensors import safe_open
     try:
         with safe_open(str(path), framework='pt') as f:
             meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
     except FileNotFoundError: raise
     except Exception as e: raise ValueError(f"{path}: not a readable safetensors checkpoint (truncated or corrupted?): {e}") from e
-    if meta.get('format') not in formats or meta.get('class') not in MODELS:
+    if meta.get('format') not in formats or meta.get('class') not in (MODELS if classes is None else classes):
         raise ValueError(f"{path}: not a farmer_nb model checkpoint (format {meta.get('format')!r}, class {meta.get('class')!r}; "
                          f"expected format {' or '.join(formats)})")
     if _digest(tensors) != meta.get('sha256'): raise ValueError(f"{path}: checksum mismatch: the file is corrupted or was modified")
