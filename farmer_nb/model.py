@@ -148,6 +148,9 @@ class DensityModel(nn.Module):
     def device(self): return next(self.parameters()).device
     @property
     def dtype(self): return next(self.parameters()).dtype
+    def forward(self, y, labels=None, label_drop=0.0, validate=True):
+        "The NLL in nats/dim (B,): `model(y, labels)` is `model.nll(y, labels)` (so wrappers such as DDP see it)."
+        return self.nll(y, labels, label_drop, validate)
 
     def _inputs(self, y, labels, label_drop, validate):
         "Checked tokens X (B, N, d) in the model's dtype and labels (B,) or None."

@@ -2,13 +2,14 @@
 
     python scripts/train_farmer.py                       # defaults: 2 min of training on a CPU, 10 epochs on a GPU
     python scripts/train_farmer.py --epochs 20 --preset fmnist-base --out runs/base
+    torchrun --nproc-per-node=2 scripts/train_farmer.py --epochs 20       # one process per GPU; --batch-size is global
 
 With no --epochs on a CPU, the run is sized to --minutes of training: a few steps are timed first and the
 learning-rate schedule is fitted to the number of steps that fit. Outputs go to --out: samples.png,
 model.safetensors, results.json and checkpoint.safetensors (the resumable training state: --resume continues it,
 --stop-at-step splits a long run over several calls).
 """
-import argparse, json, math, time
+import argparse, json, math, os, time
 from pathlib import Path
 import torch
 from farmer_nb.data import FashionMNIST
@@ -46,6 +47,13 @@ def main():
     ap.add_argument('--checkpoint-every', type=int, default=500, help='steps between training checkpoints')
     args = ap.parse_args()
 
+    world = int(os.environ.get('WORLD_SIZE', 1))                          # set by torchrun
+    if world > 1:                                                         # one process per GPU (or CPU processes with gloo)
+        import torch.distributed as dist
+        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ['LOCAL_RANK'])); args.device = f"cuda:{os.environ['LOCAL_RANK']}"
+    rank = int(os.environ.get('RANK', 0))
     device = torch.device(args.device)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     train, test = FashionMNIST('train', args.data), FashionMNIST('test', args.data)
@@ -66,6 +74,7 @@ def main():
     tr = fit(model, train.images, train.labels, epochs=epochs, batch_size=bs, lr=args.lr, noise=args.noise,
              seed=args.seed, max_steps=max_steps, log_every=10, checkpoint=out/'checkpoint.safetensors',
              checkpoint_every=args.checkpoint_every, resume=args.resume, stop_at_step=args.stop_at_step)
+    if rank > 0: return                                                   # rank 0 samples, saves and evaluates
     if not tr['finished']:
         print(f"stopped at step {tr['steps']}; continue with the same options and --resume"); return
     labels = torch.arange(10, device=device).repeat_interleave(10)
