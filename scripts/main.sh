@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The main job in one command: scripts/main.sh [options of scripts/train_farmer.py]
+# The main job in one command: scripts/main.sh [options of `farmer train`]
 # Sets up a fresh machine (as scripts/test.sh does), trains a small FARMER on Fashion-MNIST on the device
-# present (a few minutes on a CPU, 10 epochs on a GPU), writes a sample grid PNG and prints test bits/dim.
+# present (2 minutes on a CPU, 10 epochs on a GPU), writes a sample grid PNG and prints test bits/dim.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/setup.sh
-exec python scripts/train_farmer.py "$@"
+exec farmer train "$@"
