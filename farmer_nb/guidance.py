@@ -36,7 +36,7 @@ class Resampling:
                           _draws(g_u.temper(self.T_pi, self.T_sigma), self.s_u * k, generator)])   # (S, *batch, d)
         vc, vu = g_c.temper(self.T_pi_v, self.T_sigma_v), g_u.temper(self.T_pi_v, self.T_sigma_v)
         delta = vc.log_prob(cand) - vu.log_prob(cand)                                             # (S, *batch)
-        scale = torch.tensor([self.w] * (self.s_c * k) + [self.w + 1] * (self.s_u * k), device=delta.device, dtype=delta.dtype)
+        scale = torch.cat([delta.new_full((self.s_c * k,), self.w), delta.new_full((self.s_u * k,), self.w + 1)])   # made on the device: no copy per step
         logw = torch.log_softmax(scale.view(-1, *[1] * (delta.ndim - 1)) * delta, 0)
         probs = torch.softmax(self.T_s * logw, 0).reshape(len(cand), -1).T                       # (batch, S)
         idx = torch.multinomial(probs, k, replacement=True, generator=generator).T               # (k, batch)
