@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn as nn
 from .transformer import Transformer
-from .gmm import GMM, GMMHead
+from .gmm import GMM, GMMHead, randn
 
 # %% ../nbs/04_ar.ipynb #5c4bed73
 class ARPrior(nn.Module):
@@ -80,7 +80,7 @@ def _ar_sample(self, c, T_pi=1.0, T_sigma=1.0, gamma=1.0, generator=None, use_ca
         g_R = self.head_R(h)
         g_R = GMM(g_R.logits, g_R.mu, g_R.log_sigma + (math.log(gamma) if gamma > 0 else -math.inf))   # redundant std × gamma
         z_R = draw(g_R, n=self.N).transpose(0, 1)                                   # (B, N, d_R)
-    else: z_R = T_sigma * gamma * torch.randn(B, self.N, self.d_R, generator=generator, device=dev, dtype=dtype)
+    else: z_R = T_sigma * gamma * randn((B, self.N, self.d_R), generator, dev, dtype)
     return z_I, z_R.to(dtype)                                                        # (B, N, d_I), (B, N, d_R)
 
 ARPrior.sample = _ar_sample

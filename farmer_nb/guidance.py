@@ -10,7 +10,7 @@ __all__ = ['NoGuidance', 'Resampling', 'tv_to_target', 'NaiveGuidance']
 # %% ../nbs/07_guidance.ipynb #150815da
 import math
 import torch
-from .gmm import GMM
+from .gmm import GMM, NoiseBank, rand, randn, categorical
 
 # %% ../nbs/07_guidance.ipynb #619b6a90
 class NoGuidance:
@@ -39,7 +39,8 @@ class Resampling:
         scale = torch.cat([delta.new_full((self.s_c * k,), self.w), delta.new_full((self.s_u * k,), self.w + 1)])   # made on the device: no copy per step
         logw = torch.log_softmax(scale.view(-1, *[1] * (delta.ndim - 1)) * delta, 0)
         probs = torch.softmax(self.T_s * logw, 0).reshape(len(cand), -1).T                       # (batch, S)
-        idx = torch.multinomial(probs, k, replacement=True, generator=generator).T               # (k, batch)
+        if isinstance(generator, NoiseBank): idx = categorical(probs.unsqueeze(0).expand(k, -1, -1), generator, 1)   # (k, batch)
+        else: idx = torch.multinomial(probs, k, replacement=True, generator=generator).T          # (k, batch)
         flat = cand.reshape(len(cand), -1, cand.shape[-1])                                        # (S, batch, d)
         out = torch.gather(flat, 0, idx[..., None].expand(-1, -1, flat.shape[-1])).reshape(k, *cand.shape[1:])
         return out[0] if n is None else out
@@ -63,8 +64,8 @@ class NaiveGuidance:
     def __init__(self, w, T_pi=1.0, T_sigma=1.0): self.w, self.T_pi, self.T_sigma = w, T_pi, T_sigma
     def __call__(self, g_c, g_u, n=None, generator=None):
         k_shape = tuple(g_c.logits.shape[:-1]) if n is None else (n, *g_c.logits.shape[:-1])
-        probs = torch.softmax(self.T_pi * g_c.logits.float(), -1).expand(*k_shape, g_c.K).reshape(-1, g_c.K)
-        k = torch.multinomial(probs, 1, generator=generator).view(*k_shape, 1, 1)
+        probs = torch.softmax(self.T_pi * g_c.logits.float(), -1).expand(*k_shape, g_c.K)
+        k = categorical(probs, generator, 0 if n is None else 1).view(*k_shape, 1, 1)
         pick = lambda t: torch.gather(t.expand(*k_shape, *t.shape[-2:]), -2, k.expand(*k_shape, 1, t.shape[-1])).squeeze(-2)
         mu_c, mu_u = pick(g_c.mu), pick(g_u.mu)
         var_c, var_u = torch.exp(2 * pick(g_c.log_sigma)), torch.exp(2 * pick(g_u.log_sigma))
@@ -72,4 +73,4 @@ class NaiveGuidance:
         ok = lam > 0
         mean = torch.where(ok, ((1 + self.w) * mu_c / var_c - self.w * mu_u / var_u) / lam.clamp_min(1e-12), mu_c)
         std = torch.where(ok, lam.clamp_min(1e-12).rsqrt(), var_c.sqrt()) * self.T_sigma
-        return mean + std * torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + std * randn(mean.shape, generator, mean.device, mean.dtype, 0 if n is None else 1)

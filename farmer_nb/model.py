@@ -19,6 +19,7 @@ from .data import check_images, check_labels, dequantize, quantize, nll_to_bpd, 
 from .flow import AutoregressiveFlow, permute_tokens
 from .ar import ARPrior
 from .split import ChannelSplit, ChannelMixing
+from .gmm import NoiseBank, randn
 
 # %% ../nbs/06_model.ipynb #2349406f
 def check_config(cfg):
@@ -188,7 +189,7 @@ class GaussianFlow(DensityModel):
     def sample_latent(self, c, B, generator=None, temperature=1.0):
         "Z ~ N(0, temperature² I): (B, N, d)."
         if not temperature > 0: raise ValueError(f"temperature: expected > 0, got {temperature}")
-        return temperature * torch.randn(B, self.cfg.N, self.cfg.d, generator=generator, device=self.device).to(self.dtype)
+        return temperature * randn((B, self.cfg.N, self.cfg.d), generator, self.device, self.dtype)
 
 # %% ../nbs/06_model.ipynb #f341ab55
 class Farmer(DensityModel):
@@ -246,10 +247,13 @@ Farmer.sample_latent = _farmer_sample_latent
 
 # %% ../nbs/06_model.ipynb #2cb58a0a
 @torch.no_grad()
-def _sample(self, labels=None, n=None, generator=None, inverse=None, max_redraws=3, **kw):
-    "Draw images: uint8 (B, C, H, W); `labels` (B,), or None with `n` for unconditional samples."
+def _sample(self, labels=None, n=None, generator=None, inverse=None, max_redraws=3, seeds=None, **kw):
+    "Draw images: uint8 (B, C, H, W); `labels` (B,), or None with `n`; `seeds` (B,) make each image independent of the batch."
     if labels is None and (not isinstance(n, int) or n < 1): raise ValueError(f"n: expected a positive int when labels is None, got {n!r}")
     B = n if labels is None else len(labels)
+    if seeds is not None:
+        if len(seeds) != B: raise ValueError(f"seeds: expected {B} seeds, one per sample, got {len(seeds)}")
+        generator = NoiseBank(seeds, self.device)
     c = prepare_labels(labels, self.cfg.num_classes, B, self.device)
     if inverse == 'student':
         if getattr(self, 'student', None) is None: raise ValueError("inverse: 'student' needs a distilled student (08_distill's `distill`)")
@@ -277,7 +281,7 @@ def randomize_model_(model, std=0.05, seed=0):
         p.copy_(torch.where(zero, std * torch.randn(p.shape, generator=g).to(p.dtype), p))
     return model
 
-# %% ../nbs/06_model.ipynb #5ed39526
+# %% ../nbs/06_model.ipynb #3dfbdf2a
 MODELS = {'GaussianFlow': (GaussianFlow, GaussianFlowConfig), 'Farmer': (Farmer, FarmerConfig)}
 
 def build_model(cfg):
@@ -322,7 +326,7 @@ def read_tensors(path, formats, classes=None):
     if _digest(tensors) != meta.get('sha256'): raise ValueError(f"{path}: checksum mismatch: the file is corrupted or was modified")
     return tensors, meta
 
-# %% ../nbs/06_model.ipynb #3dfbdf2a
+# %% ../nbs/06_model.ipynb #e51b871a
 def save_model(model, path, **extra):
     "Write `model`'s weights and config to a safetensors file atomically; `extra` strings go in the metadata."
     meta = {'format': 'farmer_nb.model/1', 'class': type(model).__name__, 'config': json.dumps(asdict(model.cfg))}
