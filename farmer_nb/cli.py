@@ -140,20 +140,11 @@ def cmd_distill(args):
     print(f"student: {out/'student.safetensors'}; final distillation loss {log[-1]['loss']:.3e}")
 
 # %% ../nbs/12_cli.ipynb #aeda97c5
-def _median_time(fn, device, reps=5, warmup=2):
-    for _ in range(warmup): fn()
-    ts = []
-    for _ in range(reps):
-        if device.type == 'cuda': torch.cuda.synchronize()
-        t0 = time.perf_counter(); fn()
-        if device.type == 'cuda': torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t0)
-    return sorted(ts)[len(ts) // 2]
-
 def cmd_bench(args):
     from farmer_nb.model import load_model, build_model, get_config
     from farmer_nb.flow import GraphedInverse
     from farmer_nb.guidance import Resampling
+    from farmer_nb.metrics import median_time
     model = (load_model(args.model, args.device) if args.model else build_model(get_config(args.preset)).to(args.device)).eval()
     dev, rows = model.device, []
     for B in args.batches:
@@ -167,7 +158,7 @@ def cmd_bench(args):
             cases['AR prior + resampling CFG'] = lambda: model.prior.sample(c, rule=Resampling(2.0, 5, 5))
         cases['whole sampler'] = lambda: model.sample(c)
         for name, fn in cases.items():
-            s = _median_time(fn, dev, reps=args.reps)
+            s = median_time(fn, dev, reps=args.reps)
             rows.append(dict(what=name, batch=B, ms_per_batch=1e3 * s, ms_per_image=1e3 * s / B, img_per_s=B / s))
             print(f"{name:28s} batch {B:5d}: {1e3 * s:9.2f} ms/batch  {B / s:10.1f} img/s", flush=True)
     if args.out: Path(args.out).write_text(json.dumps(dict(device=torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu', rows=rows), indent=1))

@@ -6,7 +6,7 @@ Docs: https://farmer-nb.github.io/farmer_nb/metrics.html.md"""
 
 # %% auto #0
 __all__ = ['evaluate_bpd', 'FeatureNet', 'train_feature_net', 'predict', 'load_feature_net', 'frechet_distance', 'kid', 'prdc',
-           'sample_quality']
+           'sample_quality', 'median_time']
 
 # %% ../nbs/10_metrics.ipynb #97be4e8a
 import math
@@ -146,3 +146,14 @@ def sample_quality(fake, real, fake_labels=None, net=None, kid_subsets=100):
     out['confidence'] = pf.max(1).values.mean().item()
     if fake_labels is not None: out['cond_accuracy'] = (pf.argmax(1) == fake_labels.cpu()).float().mean().item()
     return out
+
+# %% ../nbs/10_metrics.ipynb #28d2b5f0
+def median_time(fn, device='cpu', reps=5, warmup=3):
+    "Median wall-clock seconds of `fn()` over `reps` runs after `warmup` runs, synchronising CUDA around each."
+    import time
+    sync = (lambda: torch.cuda.synchronize()) if torch.device(device).type == 'cuda' else (lambda: None)
+    for _ in range(warmup): fn()
+    ts = []
+    for _ in range(reps):
+        sync(); t0 = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t0)
+    return sorted(ts)[len(ts) // 2]

@@ -7,38 +7,27 @@ bits/dim (conditional, uniform dequantization), training img/s, the flow round-t
 sampling img/s at each --bench-batches size (sequential inverse, eager and CUDA graph), and a sample grid.
 Everything lands in --out as results.json and PNG files.
 """
-import argparse, json, statistics, time
+import argparse, json
 import torch
 from farmer_nb.data import dequantize, patchify
 from farmer_nb.model import GaussianFlow, get_config, save_model
 from farmer_nb.flow import GraphedInverse
 from farmer_nb.train import fit
-from farmer_nb.metrics import evaluate_bpd
+from farmer_nb.metrics import evaluate_bpd, median_time
 from farmer_nb.viz import save_image_grid, plot_curve
 from runkit import add_common_args, setup
-
-def sync(device):
-    if device.type == 'cuda': torch.cuda.synchronize()
-
-def time_it(fn, device, warmup=3, reps=5):
-    "Median seconds of `fn()` over `reps` runs after `warmup` runs."
-    for _ in range(warmup): fn()
-    ts = []
-    for _ in range(reps):
-        sync(device); t0 = time.perf_counter(); fn(); sync(device); ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 def bench_sampling(model, batch_sizes, device, reps=5):
     "img/s of model.sample (sequential inverse) per batch size, eager and (on CUDA) CUDA-graph replay."
     rows = []
     for B in batch_sizes:
         labels = torch.arange(B, device=device) % model.cfg.num_classes
-        row = dict(batch=B, eager_s=time_it(lambda: model.sample(labels), device, reps=reps))
+        row = dict(batch=B, eager_s=median_time(lambda: model.sample(labels), device, reps=reps))
         if device.type == 'cuda':
             z = torch.randn(B, model.cfg.N, model.cfg.d, device=device)
             g = GraphedInverse(model.flow, z, labels)
             row['graph_max_abs_diff'] = (g(z, labels) - model.flow.inverse(z, labels)).abs().max().item()
-            row['graph_s'] = time_it(lambda: model.sample(labels, inverse=g), device, reps=reps)
+            row['graph_s'] = median_time(lambda: model.sample(labels, inverse=g), device, reps=reps)
         for k in ('eager', 'graph'):
             if f'{k}_s' in row: row[f'{k}_img_per_s'] = B / row[f'{k}_s']
         print('sampling', row, flush=True)

@@ -7,25 +7,15 @@ the whole sampling pipeline with each inverse, the student's reconstruction erro
 exact inverse on latents of test images and on prior samples (MSE and PSNR on the [-1, 1] scale), and
 sample quality (classifier FID etc., 10_metrics) of teacher and student samples from the same latents.
 """
-import argparse, json, math, statistics, time
+import argparse, json, math, time
 from pathlib import Path
 import torch
 from farmer_nb.data import FashionMNIST, dequantize, patchify
 from farmer_nb.model import load_model
 from farmer_nb.flow import GraphedInverse
 from farmer_nb.distill import distill
-from farmer_nb.metrics import sample_quality, load_feature_net
+from farmer_nb.metrics import sample_quality, load_feature_net, median_time
 from farmer_nb.viz import save_image_grid
-
-def timed(fn, device, reps=5):
-    fn()
-    ts = []
-    for _ in range(reps):
-        if device.type == 'cuda': torch.cuda.synchronize()
-        t0 = time.perf_counter(); fn()
-        if device.type == 'cuda': torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 def psnr(mse): return 10 * math.log10(4 / mse) if mse > 0 else float('inf')     # peak-to-peak range 2 on [-1, 1]
 
@@ -61,12 +51,12 @@ def main():
     speed = []
     for B in (1, args.bench_batch):
         z = torch.randn(B, model.cfg.N, model.cfg.d, device=device)
-        row = dict(batch=B, teacher_s=timed(lambda: model.flow.inverse(z), device), student_s=timed(lambda: student.inverse(z), device))
+        row = dict(batch=B, teacher_s=median_time(lambda: model.flow.inverse(z), device), student_s=median_time(lambda: student.inverse(z), device))
         if device.type == 'cuda':
-            g = GraphedInverse(model.flow, z); row['teacher_graph_s'] = timed(lambda: g(z), device)
+            g = GraphedInverse(model.flow, z); row['teacher_graph_s'] = median_time(lambda: g(z), device)
         labels = torch.arange(B, device=device) % model.cfg.num_classes
-        row['pipeline_teacher_s'] = timed(lambda: model.sample(labels), device, reps=3)
-        row['pipeline_student_s'] = timed(lambda: model.sample(labels, inverse='student'), device, reps=3)
+        row['pipeline_teacher_s'] = median_time(lambda: model.sample(labels), device, reps=3)
+        row['pipeline_student_s'] = median_time(lambda: model.sample(labels, inverse='student'), device, reps=3)
         row['inverse_speedup'] = row['teacher_s'] / row['student_s']
         row['pipeline_speedup'] = row['pipeline_teacher_s'] / row['pipeline_student_s']
         print(row, flush=True); speed.append(row)

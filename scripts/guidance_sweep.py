@@ -8,13 +8,13 @@ precision/recall/density/coverage, conditional accuracy), prints the real-vs-rea
 times sampling at batch 1 and --bench-batch with and without guidance, and writes results.json,
 sweep.png (FID and accuracy against w) and one sample grid per rule at its best w.
 """
-import argparse, json, statistics, time
+import argparse, json, time
 from pathlib import Path
 import torch
 from farmer_nb.data import FashionMNIST
 from farmer_nb.model import load_model
 from farmer_nb.guidance import NoGuidance, NaiveGuidance, Resampling
-from farmer_nb.metrics import sample_quality, load_feature_net
+from farmer_nb.metrics import sample_quality, load_feature_net, median_time
 from farmer_nb.viz import save_image_grid
 
 def make_rule(name, w, args):
@@ -34,14 +34,7 @@ def draw(model, rule, n, batch, seed):
 
 def img_per_s(model, rule, B, reps=3):
     labels = torch.arange(B, device=model.device) % model.cfg.num_classes
-    model.sample(labels, guidance=rule)                                            # warm-up
-    ts = []
-    for _ in range(reps):
-        if model.device.type == 'cuda': torch.cuda.synchronize()
-        t0 = time.perf_counter(); model.sample(labels, guidance=rule)
-        if model.device.type == 'cuda': torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t0)
-    return B / statistics.median(ts)
+    return B / median_time(lambda: model.sample(labels, guidance=rule), model.device, reps=reps, warmup=1)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
