@@ -206,7 +206,7 @@ class SyntheticImages(Dataset):
 
 # %% ../nbs/00_data.ipynb #e78a83a4
 def check_images(x, shape=None, dtype='uint8', name='x', max_abs=1.5):
-    "Check an image batch (B, C, H, W): `dtype` 'uint8' (pixels 0..255) or 'float' (model units, |y| <= `max_abs`)."
+    "Check an image batch (B, C, H, W): `dtype` 'uint8' (pixels 0..255) or 'float' (model units, at most `max_abs` in size)."
     if not isinstance(x, torch.Tensor): raise TypeError(f"{name}: expected a torch.Tensor of images (B, C, H, W), got {type(x).__name__}")
     if x.ndim != 4: raise ValueError(f"{name}: expected images of shape (B, C, H, W), got rank {x.ndim} shape {tuple(x.shape)}")
     if x.shape[0] == 0: raise ValueError(f"{name}: empty batch (B = 0)")

@@ -1,11 +1,15 @@
 # Sourced by scripts/test.sh and scripts/main.sh: set up a fresh machine and activate the environment.
-# Debian's Fashion-MNIST package when apt is usable, a virtual environment, the CPU build of torch first
-# (a bare `torch` requirement would pull a multi-GB CUDA build), then the project.
-if [[ ! -d /usr/share/datasets/fashion-mnist ]] && command -v apt-get >/dev/null; then
+# APT_PACKAGES (Debian packages, installed when apt is usable) and EXTRAS (pip extras) are set by the caller.
+# Torch comes first: a bare `torch` requirement would pull a multi-GB CUDA build instead of the CPU wheel.
+APT_PACKAGES=${APT_PACKAGES:-dataset-fashion-mnist}
+EXTRAS=${EXTRAS:-dev}
+missing=()
+for pkg in $APT_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+if [[ ${#missing[@]} -gt 0 ]] && command -v apt-get >/dev/null; then
   sudo=""; [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null && sudo="sudo -n"
   if [[ $(id -u) -eq 0 || -n $sudo ]]; then
-    { $sudo apt-get update -qq && $sudo apt-get install -y -qq dataset-fashion-mnist; } \
-      || echo "note: could not install dataset-fashion-mnist; cells that need the real data are skipped"
+    { $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}"; } >/dev/null \
+      || echo "note: could not install ${missing[*]}; tests that need them are skipped"
   fi
 fi
 [[ -x .venv/bin/python ]] || "${PYTHON:-python3}" -m venv .venv
@@ -13,4 +17,4 @@ fi
 if ! python -c "import torch" 2>/dev/null; then
   pip install -q --disable-pip-version-check "torch==${TORCH_VERSION:-2.13.0}"
 fi
-pip install -q --disable-pip-version-check -e ".[dev]"
+pip install -q --disable-pip-version-check -e ".[$EXTRAS]"

@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# 1-2. Data and Python environment.
-. scripts/setup.sh
+# 1-2. Data, Chromium for the docs tests, and the Python environment (with the docs tools).
+APT_PACKAGES="dataset-fashion-mnist chromium" EXTRAS="dev,docs" . scripts/setup.sh
 
 # 3. Notebooks are the source: they must be clean, and the library exactly what nbdev exports.
 if git rev-parse --git-dir >/dev/null 2>&1; then
@@ -17,7 +17,8 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
   [[ -z "$(git status --porcelain -uno)" ]] || { git diff --stat; echo "library out of sync: run nbdev-export and commit"; exit 1; }
 fi
 
-# 4. Tests: unit tests and every notebook (cells flagged #| slow, #| cuda, #| notest are skipped).
+# 4. Tests: unit tests, every notebook (cells flagged #| slow, #| cuda, #| notest are skipped), and the docs
+#    site built from the notebooks and checked in headless Chromium.
 set +e; python -m pytest -q "$@"; rc=$?; set -e
 [[ $rc -eq 5 ]] && { echo "pytest collected no tests"; exit 1; }
 exit $rc
