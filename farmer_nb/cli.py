@@ -14,8 +14,14 @@ import torch
 
 # %% ../nbs/12_cli.ipynb #4d6ff15f
 def _data(args):
-    from farmer_nb.data import FashionMNIST
-    return FashionMNIST('train', args.data), FashionMNIST('test', args.data)
+    "(train, test): Fashion-MNIST, or the images of `--images DIR` split 90 / 10 by a fixed permutation."
+    from types import SimpleNamespace
+    from farmer_nb.data import FashionMNIST, ImageFolder
+    if not getattr(args, 'images', None): return FashionMNIST('train', args.data), FashionMNIST('test', args.data)
+    ds = ImageFolder(args.images, size=args.size, channels=args.channels)
+    perm, n_test = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0)), max(1, len(ds) // 10)
+    part = lambda idx: SimpleNamespace(images=ds.images[idx], labels=ds.labels[idx], classes=ds.classes)
+    return part(perm[n_test:]), part(perm[:n_test])
 
 def _distributed(device):
     "Initialise torch.distributed when launched by torchrun; returns (device, rank)."
@@ -60,8 +66,9 @@ def cmd_train(args):
     device, rank = _distributed(args.device)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     train, test = _data(args)
+    own = dict(image_shape=tuple(train.images.shape[1:]), num_classes=len(train.classes)) if args.images else {}
     torch.manual_seed(args.seed)
-    model = build_model(get_config(args.preset, **_overrides(args.preset, args.set))).to(device)
+    model = build_model(get_config(args.preset, **{**own, **_overrides(args.preset, args.set)})).to(device)
     bs = args.batch_size or (256 if device.type == 'cuda' else 64)
     spe, max_steps = len(train.images) // bs, None
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -187,6 +194,9 @@ def make_parser():
     p.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.safetensors (same settings)')
     p.add_argument('--stop-at-step', type=int, default=None, help='stop with a checkpoint at this step')
     p.add_argument('--checkpoint-every', type=int, default=500, help='steps between checkpoints')
+    p.add_argument('--images', default=None, help='train on your own PNG/JPEG images in this folder (sub-folders are classes)')
+    p.add_argument('--size', type=int, default=32, help='with --images: side of the square images after resizing')
+    p.add_argument('--channels', type=int, default=3, choices=[1, 3], help='with --images: grey (1) or colour (3)')
     _common(p, 'runs/main'); p.set_defaults(fn=cmd_train)
     p = sub.add_parser('sample', help='draw a class-by-class sample grid')
     p.add_argument('--model', required=True, help='model or training checkpoint (.safetensors)')
