@@ -6,7 +6,7 @@ Docs: https://farmer-nb.github.io/farmer_nb/metrics.html.md"""
 
 # %% auto #0
 __all__ = ['evaluate_bpd', 'FeatureNet', 'train_feature_net', 'predict', 'load_feature_net', 'frechet_distance', 'kid', 'prdc',
-           'sample_quality', 'median_time']
+           'sample_quality', 'median_time', 'train_flops']
 
 # %% ../nbs/10_metrics.ipynb #97be4e8a
 import math
@@ -157,3 +157,14 @@ def median_time(fn, device='cpu', reps=5, warmup=3):
     for _ in range(reps):
         sync(); t0 = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t0)
     return sorted(ts)[len(ts) // 2]
+
+# %% ../nbs/10_metrics.ipynb #ebf4560f
+def train_flops(model, batch_size):
+    "Matmul FLOPs of one training step (3 × forward) of a `GaussianFlow` or `Farmer` on `batch_size` images."
+    from farmer_nb.transformer import Attention
+    lin = lambda mod, T: sum(2 * m.weight.numel() * T for m in mod.modules() if isinstance(m, nn.Linear))
+    att = lambda mod, T: sum(4 * T * T * m.proj.in_features for m in mod.modules() if isinstance(m, Attention))
+    cfg = model.cfg
+    fwd = lin(model.flow, cfg.N) + att(model.flow, cfg.N)
+    if hasattr(model, 'prior'): fwd += lin(model.prior, cfg.M + cfg.N) + att(model.prior, cfg.M + cfg.N)
+    return 3 * batch_size * fwd

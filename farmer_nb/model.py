@@ -110,6 +110,8 @@ PRESETS = {
     'fmnist-base': (FarmerConfig, dict(n_blocks=8, depth=4, width=256, ar_width=384, ar_depth=6, M=16, d_I=6, K_I=32, K_R=64)),
     'farmer-tiny': (FarmerConfig, dict(image_shape=(1, 8, 8), patch=2, n_blocks=2, depth=1, width=32, head_dim=16, num_classes=4,
                                        ar_width=32, ar_depth=1, M=2, d_I=2, K_I=3, K_R=2)),
+    'imagenet256-p16-flow8': (GaussianFlowConfig, dict(image_shape=(3, 256, 256), patch=16, n_blocks=8, depth=4, width=768,
+                                                      num_classes=1000)),   # the paper-shaped flow of the speed benchmarks
     'imagenet256-p16': (FarmerConfig, dict(image_shape=(3, 256, 256), patch=16, n_blocks=28, depth=4, width=768, num_classes=1000,
                                            ar_width=768, ar_depth=12, M=64, d_I=128, K_I=64, K_R=200)),
     'imagenet256-p8': (FarmerConfig, dict(image_shape=(3, 256, 256), patch=8, n_blocks=28, depth=4, width=768, num_classes=1000,
