@@ -117,7 +117,7 @@ def cmd_sample(args):
 
 def cmd_eval(args):
     from farmer_nb.model import load_model
-    from farmer_nb.metrics import evaluate_bpd, sample_quality
+    from farmer_nb.metrics import evaluate_bpd, sample_quality, class_samples
     model = load_model(args.model, args.device).eval()
     train, test = _data(args)
     ds = test if args.split == 'test' else train
@@ -125,9 +125,7 @@ def cmd_eval(args):
     r = evaluate_bpd(model, ds.images[:n], ds.labels[:n] if model.cfg.num_classes and not args.null_label else None)
     res = dict(split=args.split, n=r['n'], bpd=r['bpd'], se=r['se'], kind='null label' if args.null_label else 'conditional')
     if args.quality:
-        labels = torch.arange(model.cfg.num_classes).repeat_interleave(args.quality // model.cfg.num_classes)
-        fake = torch.cat([model.sample(labels[i:i + 500].to(model.device), generator=torch.Generator(device=model.device).manual_seed(i)).cpu()
-                          for i in range(0, len(labels), 500)])
+        fake, labels = class_samples(model, args.quality, 500, args.seed)
         res['quality'] = sample_quality(fake, test.images[:len(labels)], labels)
     print(json.dumps(res, indent=1))
     if args.out: Path(args.out).write_text(json.dumps(res, indent=1))

@@ -83,7 +83,7 @@ def _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr, s
     for p in student.parameters(): p.requires_grad_(True)
     opt = make_optimizer(student, lr)
     total = epochs * spe if max_steps is None else min(epochs * spe, max_steps)
-    log, run, run_n, t0 = [], 0.0, 0, time.perf_counter()
+    log, run, run_n, t0 = [], torch.zeros((), device=dev), 0, time.perf_counter()
     for step in tqdm(range(total), disable=not progress, desc='distill'):
         if step % spe == 0: perm = torch.randperm(len(images), generator=g, device=dev)
         idx = perm[(step % spe) * batch_size:(step % spe + 1) * batch_size].cpu()
@@ -93,7 +93,7 @@ def _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr, s
         loss = distill_loss(student, teacher, X, y, s_max, g)
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0); opt.step()
-        run, run_n = run + loss.item(), run_n + 1
+        run, run_n = run + loss.detach(), run_n + 1                                   # no host sync per step
         if (step + 1) % log_every == 0 or step + 1 == total:
-            log.append(dict(step=step + 1, loss=run / run_n, time=time.perf_counter() - t0)); run, run_n = 0.0, 0
+            log.append(dict(step=step + 1, loss=(run / run_n).item(), time=time.perf_counter() - t0)); run, run_n = run * 0, 0
     return student, log

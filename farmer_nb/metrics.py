@@ -6,7 +6,7 @@ Docs: https://farmer-nb.github.io/farmer_nb/metrics.html.md"""
 
 # %% auto #0
 __all__ = ['evaluate_bpd', 'FeatureNet', 'train_feature_net', 'predict', 'load_feature_net', 'frechet_distance', 'kid', 'prdc',
-           'sample_quality', 'median_time', 'train_flops']
+           'class_samples', 'sample_quality', 'median_time', 'train_flops']
 
 # %% ../nbs/10_metrics.ipynb #97be4e8a
 import math
@@ -132,6 +132,17 @@ def prdc(f_real, f_fake, k=5):
                 coverage=(d.min(1).values < rr).float().mean().item())
 
 # %% ../nbs/10_metrics.ipynb #2303075d
+@torch.no_grad()
+def class_samples(model, n, batch_size=1000, seed=0, **kw):
+    "n uint8 samples of a class-conditional model, n/K per class in class order: (images (n, C, H, W) on the CPU, labels (n,))."
+    K = model.cfg.num_classes
+    if K == 0 or n % K: raise ValueError(f"n: expected a multiple of the number of classes {K}, got {n}")
+    labels = torch.arange(K).repeat_interleave(n // K)
+    gen = lambda i: torch.Generator(device=model.device).manual_seed(seed + i)
+    imgs = [model.sample(labels[i:i + batch_size].to(model.device), generator=gen(i), **kw).cpu() for i in range(0, n, batch_size)]
+    return torch.cat(imgs), labels
+
+# %% ../nbs/10_metrics.ipynb #455ffd2c
 def sample_quality(fake, real, fake_labels=None, net=None, kid_subsets=100):
     "FID, KID, precision/recall/density/coverage and (with labels) conditional accuracy of uint8 images `fake` against `real`."
     net = net or load_feature_net()
@@ -147,7 +158,7 @@ def sample_quality(fake, real, fake_labels=None, net=None, kid_subsets=100):
     if fake_labels is not None: out['cond_accuracy'] = (pf.argmax(1) == fake_labels.cpu()).float().mean().item()
     return out
 
-# %% ../nbs/10_metrics.ipynb #28d2b5f0
+# %% ../nbs/10_metrics.ipynb #d8e5fa1a
 def median_time(fn, device='cpu', reps=5, warmup=3):
     "Median wall-clock seconds of `fn()` over `reps` runs after `warmup` runs, synchronising CUDA around each."
     import time
@@ -158,7 +169,7 @@ def median_time(fn, device='cpu', reps=5, warmup=3):
         sync(); t0 = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t0)
     return sorted(ts)[len(ts) // 2]
 
-# %% ../nbs/10_metrics.ipynb #ebf4560f
+# %% ../nbs/10_metrics.ipynb #1b120dce
 def train_flops(model, batch_size):
     "Matmul FLOPs of one training step (3 × forward) of a `GaussianFlow` or `Farmer` on `batch_size` images."
     from farmer_nb.transformer import Attention

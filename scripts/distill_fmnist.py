@@ -14,7 +14,7 @@ from farmer_nb.data import FashionMNIST, dequantize, patchify
 from farmer_nb.model import load_model
 from farmer_nb.flow import GraphedInverse
 from farmer_nb.distill import distill
-from farmer_nb.metrics import sample_quality, load_feature_net, median_time
+from farmer_nb.metrics import sample_quality, load_feature_net, median_time, class_samples
 from farmer_nb.viz import save_image_grid
 
 def psnr(mse): return 10 * math.log10(4 / mse) if mse > 0 else float('inf')     # peak-to-peak range 2 on [-1, 1]
@@ -62,11 +62,9 @@ def main():
         print(row, flush=True); speed.append(row)
     res['speed'] = speed
     net = load_feature_net(device=device)
-    labels = torch.arange(model.cfg.num_classes).repeat_interleave(args.n // model.cfg.num_classes)
     quality = {}
     for name, inv in [('teacher', None), ('student', 'student')]:
-        imgs = torch.cat([model.sample(labels[i:i + 1000].to(device), inverse=inv, generator=torch.Generator(device=device).manual_seed(i)).cpu()
-                          for i in range(0, len(labels), 1000)])
+        imgs, labels = class_samples(model, args.n, 1000, 0, inverse=inv)       # the same latents for both inverses
         quality[name] = sample_quality(imgs, test.images[:args.n], labels, net=net)
         save_image_grid(imgs[::max(1, len(imgs) // 100)][:100], out/f'samples_{name}.png', nrow=10)
         print(name, {k: round(v, 4) for k, v in quality[name].items()}, flush=True)

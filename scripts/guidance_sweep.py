@@ -14,23 +14,13 @@ import torch
 from farmer_nb.data import FashionMNIST
 from farmer_nb.model import load_model
 from farmer_nb.guidance import NoGuidance, NaiveGuidance, Resampling
-from farmer_nb.metrics import sample_quality, load_feature_net, median_time
+from farmer_nb.metrics import sample_quality, load_feature_net, median_time, class_samples
 from farmer_nb.viz import save_image_grid
 
 def make_rule(name, w, args):
     if name == 'none': return NoGuidance(T_sigma=args.T_sigma)
     if name == 'naive': return NaiveGuidance(w, T_sigma=args.T_sigma)
     return Resampling(w, args.s, args.s, T_pi=1.0, T_sigma=args.T_sigma, T_pi_v=args.T_pi_v, T_sigma_v=args.T_sigma_v, T_s=args.T_s)
-
-@torch.no_grad()
-def draw(model, rule, n, batch, seed):
-    "n samples, classes in order (n/10 each), drawn in batches with per-batch seeds (the same for every rule and w)."
-    labels = torch.arange(model.cfg.num_classes).repeat_interleave(n // model.cfg.num_classes)
-    out = []
-    for i in range(0, len(labels), batch):
-        g = torch.Generator(device=model.device).manual_seed(seed + i)
-        out.append(model.sample(labels[i:i + batch].to(model.device), guidance=rule, generator=g).cpu())
-    return torch.cat(out), labels
 
 def img_per_s(model, rule, B, reps=3):
     labels = torch.arange(B, device=model.device) % model.cfg.num_classes
@@ -65,7 +55,7 @@ def main():
     for name in args.rules:
         for w in ([0.0] if name == 'none' else args.w):
             t0 = time.perf_counter()
-            fake, labels = draw(model, make_rule(name, w, args), args.n, args.batch, args.seed)
+            fake, labels = class_samples(model, args.n, args.batch, args.seed, guidance=make_rule(name, w, args))
             q = sample_quality(fake, real, labels, net=net)
             q.update(rule=name, w=w, sample_seconds=time.perf_counter() - t0, redrawn=model.last_redrawn)
             print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in q.items()}, flush=True)
@@ -73,7 +63,7 @@ def main():
             (out/'results.json').write_text(json.dumps(res, indent=1))
     for name in args.rules:
         best = min((r for r in res['runs'] if r['rule'] == name), key=lambda r: r['fid'])
-        fake, _ = draw(model, make_rule(name, best['w'], args), 100, 100, args.seed)
+        fake, _ = class_samples(model, 100, 100, args.seed, guidance=make_rule(name, best['w'], args))
         save_image_grid(fake, out/f"samples_{name}_w{best['w']:g}.png", nrow=10)
     for name, w in [('none', 0.0), ('resampling', 2.0)]:
         for B in (1, args.bench_batch):
