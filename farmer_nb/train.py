@@ -91,6 +91,14 @@ def load_training(path, model, opt, g, settings):
     return loop
 
 # %% ../nbs/09_train.ipynb #f8badc4e
+def _log_record(model, loop, run_loss, gnorm, opt, sigma, steps_per_epoch, images, labels, seconds):
+    "One row of the training log: the window's mean loss (NaN if every step was skipped), bits/dim and health."
+    l = (run_loss / loop['run_n']).item() if loop['run_n'] else float('nan')
+    return dict(step=loop['step'], epoch=loop['step'] / steps_per_epoch, loss=l, bpd=nll_to_bpd(l), grad_norm=gnorm.item(),
+                lr=opt.param_groups[0]['lr'], skipped=loop['skipped'], sigma=sigma, time=seconds,
+                **model.block_stats(images[:256], None if labels is None else labels[:256]))
+
+# %% ../nbs/09_train.ipynb #a53646e8
 def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_decay=0.03, warmup_steps=None,
         grad_clip=1.0, noise='uniform', sigma_max=0.1, sigma_min=0.005, label_drop=None, amp_dtype=None,
         seed=0, log_every=50, max_skip_frac=0.05, progress=True, max_steps=None,
@@ -141,12 +149,9 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
                                    f"(limit {max_skip_frac:.0%}); lower the learning rate or check the data")
         if loop['step'] % log_every == 0 or loop['step'] == total:
             if ddp: dist.all_reduce(run_loss); run_loss /= world                      # the mean over all shares
-            l = (run_loss / loop['run_n']).item() if loop['run_n'] else float('nan')   # NaN: every step of the window was skipped
-            loop['log'].append(dict(step=loop['step'], epoch=loop['step'] / steps_per_epoch, loss=l, bpd=nll_to_bpd(l),
-                                    grad_norm=gnorm.item(), lr=opt.param_groups[0]['lr'], skipped=loop['skipped'], sigma=sigma,
-                                    time=loop['seconds'] + time.perf_counter() - t0,
-                                    **model.block_stats(images[:256], None if labels is None else labels[:256])))
-            bar.set_postfix(loss=f"{l:.4f}", bpd=f"{nll_to_bpd(l):.3f}", skipped=loop['skipped'])
+            rec = _log_record(model, loop, run_loss, gnorm, opt, sigma, steps_per_epoch, images, labels, loop['seconds'] + time.perf_counter() - t0)
+            loop['log'].append(rec)
+            bar.set_postfix(loss=f"{rec['loss']:.4f}", bpd=f"{rec['bpd']:.3f}", skipped=loop['skipped'])
             run_loss, loop['run_n'] = torch.zeros((), device=device), 0
         if checkpoint is not None and (loop['step'] == stop or checkpoint_every and loop['step'] % checkpoint_every == 0):
             loop['run_loss'] = run_loss.item()
