@@ -52,14 +52,16 @@ def _steps_that_fit(model, x, y, batch_size, seconds):
     opt, xb, yb = make_optimizer(model), x[:batch_size].to(model.device), y[:batch_size].to(model.device)
     train_step(model, opt, xb, yb)
     t0 = time.perf_counter()
-    for _ in range(3): train_step(model, opt, xb, yb)
-    per_step = (time.perf_counter() - t0) / 3
+    for _ in range(3): train_step(model, opt, xb, yb)                           # each step syncs with the host
+    per_step = torch.tensor((time.perf_counter() - t0) / 3)
+    if torch.distributed.is_initialized():                                        # every process must plan the same steps
+        per_step = per_step.to(model.device); torch.distributed.all_reduce(per_step, torch.distributed.ReduceOp.MAX)
     model.load_state_dict(state)
-    return max(10, int(seconds / per_step)), per_step
+    return max(10, int(seconds / per_step.item())), per_step.item()
 
 # %% ../nbs/12_cli.ipynb #a64fce3b
 def cmd_train(args):
-    from farmer_nb.model import build_model, get_config, save_model
+    from farmer_nb.model import build_model, get_config, save_model, load_model
     from farmer_nb.train import fit
     from farmer_nb.metrics import evaluate_bpd
     from farmer_nb.viz import save_image_grid
@@ -72,31 +74,38 @@ def cmd_train(args):
     bs = args.batch_size or (256 if device.type == 'cuda' else 64)
     spe, max_steps = len(train.images) // bs, None
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
-    if args.epochs is None and device.type == 'cpu':
-        max_steps, per_step = _steps_that_fit(model, train.images, train.labels, bs, 60 * args.minutes)
+    if args.epochs is None and (device.type == 'cpu' or args.minutes is not None):
+        minutes = args.minutes or 2.0
+        max_steps, per_step = _steps_that_fit(model, train.images, train.labels, bs, 60 * minutes)
         epochs = math.ceil(max_steps / spe)
-        if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on the CPU; {per_step:.2f} s/step: {max_steps} steps of batch {bs} in {args.minutes:g} min")
+        if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; {per_step:.3f} s/step: {max_steps} steps of batch {bs} in {minutes:g} min")
     else:
         epochs = args.epochs or 10
         if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; {epochs} epochs of batch {bs}")
+    if rank == 0 and not args.resume and (out/'log.jsonl').exists(): (out/'log.jsonl').unlink()
     tr = fit(model, train.images, train.labels, epochs=epochs, batch_size=bs, lr=args.lr, noise=args.noise, seed=args.seed,
-             max_steps=max_steps, log_every=10, checkpoint=out/'checkpoint.safetensors', checkpoint_every=args.checkpoint_every,
-             resume=args.resume, stop_at_step=args.stop_at_step)
+             max_steps=max_steps, log_every=args.log_every, checkpoint=out/'checkpoint.safetensors', checkpoint_every=args.checkpoint_every,
+             resume=args.resume, stop_at_step=args.stop_at_step, log_path=out/'log.jsonl', ema_decay=args.ema or None,
+             amp_dtype={'fp32': None, 'bf16': torch.bfloat16}[args.precision], compile=args.compile)
     if rank > 0: return
+    print(f"{tr['img_per_s']:,.0f} img/s over this call's {tr['seconds']:.0f} s; {tr['skipped']} steps skipped")
     if not tr['finished']: return print(f"stopped at step {tr['steps']}; continue with the same options and --resume")
+    if tr['ema'] is not None: model.load_state_dict(tr['ema'], strict=False)        # the averaged weights are the result
+    path = save_model(model, out/'model.safetensors', dtype=torch.float16 if args.half else None, preset=args.preset, steps=tr['steps'])
+    model = load_model(path, device).eval()                                           # score exactly what was written
     labels = torch.arange(10, device=device).repeat_interleave(10) % max(model.cfg.num_classes, 1)
     grid = save_image_grid(model.sample(labels if model.cfg.num_classes else None, n=100,
                                         generator=torch.Generator(device=device).manual_seed(args.seed)), out/'samples.png', nrow=10)
-    save_model(model, out/'model.safetensors', preset=args.preset, steps=tr['steps'])
     n_test = args.test_n or (len(test.images) if device.type == 'cuda' else 2000)
     r = evaluate_bpd(model, test.images[:n_test], test.labels[:n_test] if model.cfg.num_classes else None)
     res = dict(preset=args.preset, overrides=args.set, steps=tr['steps'], batch_size=bs, epochs=tr['steps'] / spe,
-               train_seconds=tr['seconds'], skipped=tr['skipped'], test_bpd=r['bpd'], test_bpd_se=r['se'], test_n=r['n'],
+               train_seconds=tr['log'][-1]['time'] if tr['log'] else tr['seconds'], img_per_s=tr['img_per_s'], skipped=tr['skipped'],
+               test_bpd=r['bpd'], test_bpd_se=r['se'], test_n=r['n'], ema=args.ema, precision=args.precision, half=args.half,
                bpd_kind='conditional, uniform dequantization, +ln128', device=str(device), log=tr['log'])
     (out/'results.json').write_text(json.dumps(res, indent=1))
-    print(f"sample grid: {grid}\ncheckpoint: {out/'model.safetensors'}")
+    print(f"sample grid: {grid}\ncheckpoint: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     print(f"test bits/dim: {r['bpd']:.3f} ± {r['se']:.3f} (conditional, first {r['n']:,} test images; "
-          f"{res['epochs']:.2f} epochs, {tr['seconds']:.0f} s of training)")
+          f"{res['epochs']:.2f} epochs, {res['train_seconds']:.0f} s of training)")
 
 # %% ../nbs/12_cli.ipynb #91c57956
 def _rule(args):
@@ -138,11 +147,9 @@ def cmd_distill(args):
     student, log = distill(model, train.images, train.labels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                            max_steps=args.max_steps)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-    from farmer_nb.model import write_tensors
-    from dataclasses import asdict
-    write_tensors(out/'student.safetensors', {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()},
-                  {'format': 'farmer_nb.student/1', 'class': type(model).__name__, 'config': json.dumps(asdict(model.cfg))})
-    print(f"student: {out/'student.safetensors'}; final distillation loss {log[-1]['loss']:.3e}")
+    from farmer_nb.distill import save_student
+    path = save_student(model, out/'student.safetensors', dtype=torch.float16 if args.half else None)
+    print(f"student: {path}; final distillation loss {log[-1]['loss']:.3e}")
 
 # %% ../nbs/12_cli.ipynb #aeda97c5
 def bench_train(args):
@@ -151,34 +158,42 @@ def bench_train(args):
     from farmer_nb.train import make_optimizer, prepare_batch, optimizer_step
     from farmer_nb.metrics import median_time, train_flops
     cfg = get_config(args.preset, **_overrides(args.preset, args.set))
-    dev = torch.device(args.device)
+    dev, rank = _distributed(args.device)
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    torch.manual_seed(args.seed)
     model = build_model(cfg).to(dev).train()
-    opt, net = make_optimizer(model), (torch.compile(model) if args.compile else model)
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == 'cuda' else None) if world > 1 else model
+    opt, net = make_optimizer(model), (torch.compile(net) if args.compile else net)
     amp = {'fp32': None, 'bf16': torch.bfloat16}[args.precision]
     rows = []
-    for B in args.batches:
+    for B in args.batches:                                                    # B images per process
         g = torch.Generator(device=dev).manual_seed(0)
         x = torch.randint(0, 256, (B, *cfg.image_shape), dtype=torch.uint8, device=dev, generator=g)
         c = torch.randint(0, max(cfg.num_classes, 1), (B,), device=dev, generator=g) if cfg.num_classes else None
         step = lambda: optimizer_step(net, opt, *prepare_batch(model, x, c, None, cfg.label_drop, g), 1.0, amp)
         s = median_time(step, dev, reps=args.reps, warmup=3 + 5 * args.compile)
-        flops = train_flops(model, B)
-        rows.append(dict(what='train step', preset=args.preset, batch=B, precision=args.precision, compile=args.compile,
-                         ms_per_step=1e3 * s, img_per_s=B / s, tflops=flops / s / 1e12, mfu=flops / s / (args.peak_tflops * 1e12)))
-        print(f"train {args.preset} batch {B} {args.precision}{' compiled' if args.compile else ''}: {1e3 * s:.1f} ms/step, "
-              f"{B / s:,.1f} img/s, {flops / s / 1e12:.1f} TFLOP/s, MFU {100 * rows[-1]['mfu']:.1f} % of {args.peak_tflops:g}", flush=True)
-    return rows
+        flops = train_flops(model, B)                                         # per process
+        rows.append(dict(what='train step', preset=args.preset, batch=B, processes=world, precision=args.precision, compile=args.compile,
+                         ms_per_step=1e3 * s, img_per_s=world * B / s, tflops=flops / s / 1e12, mfu=flops / s / (args.peak_tflops * 1e12)))
+        if rank == 0:
+            print(f"train {args.preset} batch {B}{f' × {world} processes' if world > 1 else ''} {args.precision}"
+                  f"{' compiled' if args.compile else ''}: {1e3 * s:.1f} ms/step, {world * B / s:,.1f} img/s, "
+                  f"{flops / s / 1e12:.1f} TFLOP/s per device, MFU {100 * rows[-1]['mfu']:.1f} % of {args.peak_tflops:g}", flush=True)
+    return rows, rank
 
 def cmd_bench(args):
     if args.what == 'train':
-        rows = bench_train(args)
-        if args.out: Path(args.out).write_text(json.dumps(dict(device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu', rows=rows), indent=1))
+        rows, rank = bench_train(args)
+        if args.out and rank == 0: Path(args.out).write_text(json.dumps(dict(device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu', rows=rows), indent=1))
         return
     from farmer_nb.model import load_model, build_model, get_config
     from farmer_nb.flow import GraphedInverse
     from farmer_nb.guidance import Resampling
     from farmer_nb.metrics import median_time
     model = (load_model(args.model, args.device) if args.model else build_model(get_config(args.preset)).to(args.device)).eval()
+    if args.student:
+        from farmer_nb.distill import load_student
+        load_student(model, args.student)
     dev, rows = model.device, []
     for B in args.batches:
         c = torch.arange(B, device=dev) % max(model.cfg.num_classes, 1)
@@ -190,6 +205,11 @@ def cmd_bench(args):
             cases['AR prior'] = lambda: model.prior.sample(c)
             cases['AR prior + resampling CFG'] = lambda: model.prior.sample(c, rule=Resampling(2.0, 5, 5))
         cases['whole sampler'] = lambda: model.sample(c)
+        if dev.type == 'cuda' and hasattr(model, 'prior'): cases['whole sampler (CUDA-graph inverse)'] = lambda: model.sample(c, inverse=g)
+        if args.student:
+            cases['flow inverse (student)'] = lambda: model.student.inverse(z)
+            cases['whole sampler, student'] = lambda: model.sample(c, inverse='student')
+            if hasattr(model, 'prior'): cases['whole sampler, student + CFG'] = lambda: model.sample(c, inverse='student', guidance=Resampling(2.0, 5, 5))
         for name, fn in cases.items():
             s = median_time(fn, dev, reps=args.reps)
             rows.append(dict(what=name, batch=B, ms_per_batch=1e3 * s, ms_per_image=1e3 * s / B, img_per_s=B / s))
@@ -212,7 +232,7 @@ def make_parser():
     p.add_argument('--preset', default='fmnist-small', choices=sorted(PRESETS), help='model configuration')
     p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='override config fields, e.g. d_I=8 mixing=true')
     p.add_argument('--epochs', type=int, default=None, help='epochs (default: 10 on a GPU, a time budget on a CPU)')
-    p.add_argument('--minutes', type=float, default=2.0, help='training time on a CPU when --epochs is not given')
+    p.add_argument('--minutes', type=float, default=None, help='training time instead of epochs (default: 2 on a CPU, unused on a GPU)')
     p.add_argument('--batch-size', type=int, default=None, help='global batch (default: 256 on a GPU, 64 on a CPU)')
     p.add_argument('--lr', type=float, default=2e-3, help='peak learning rate (warm-up, then cosine)')
     p.add_argument('--noise', default='uniform', choices=['uniform', 'gaussian'], help="dequantization ('gaussian': FARMER's annealed noise)")
@@ -220,6 +240,11 @@ def make_parser():
     p.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.safetensors (same settings)')
     p.add_argument('--stop-at-step', type=int, default=None, help='stop with a checkpoint at this step')
     p.add_argument('--checkpoint-every', type=int, default=500, help='steps between checkpoints')
+    p.add_argument('--log-every', type=int, default=50, help='steps between rows of OUT/log.jsonl')
+    p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'], help='bf16 autocast (flow math stays fp32)')
+    p.add_argument('--compile', action='store_true', help='torch.compile the training step')
+    p.add_argument('--ema', type=float, default=0.0, help='EMA decay of the weights, e.g. 0.999 (0: off); the saved model is the average')
+    p.add_argument('--half', action='store_true', help='store model.safetensors in float16 (half the size, for sharing)')
     p.add_argument('--images', default=None, help='train on your own PNG/JPEG images in this folder (sub-folders are classes)')
     p.add_argument('--size', type=int, default=32, help='with --images: side of the square images after resizing')
     p.add_argument('--channels', type=int, default=3, choices=[1, 3], help='with --images: grey (1) or colour (3)')
@@ -247,10 +272,12 @@ def make_parser():
     p.add_argument('--model', required=True)
     p.add_argument('--epochs', type=int, default=10); p.add_argument('--batch-size', type=int, default=256)
     p.add_argument('--lr', type=float, default=1e-3); p.add_argument('--max-steps', type=int, default=None)
+    p.add_argument('--half', action='store_true', help='store the student in float16')
     _common(p, 'runs/distill'); p.set_defaults(fn=cmd_distill)
     p = sub.add_parser('bench', help='benchmarks (not tests): sampling speed or training throughput')
     p.add_argument('what', choices=['sample', 'train'], help='what to benchmark')
     p.add_argument('--model', default=None, help='sample: a trained model (default: an untrained --preset)')
+    p.add_argument('--student', default=None, help="sample: the model's distilled student (farmer distill)")
     p.add_argument('--preset', default='fmnist-small', choices=sorted(PRESETS))
     p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='train: override config fields')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'], help='train: bf16 autocast (flow math stays fp32)')

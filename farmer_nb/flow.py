@@ -154,6 +154,8 @@ class GraphedInverse:
     def __call__(self, z, y=None):
         if z.shape != self.z.shape: raise ValueError(f"z: graph captured for shape {tuple(self.z.shape)}, got {tuple(z.shape)}")
         self.z.copy_(z)
-        if y is not None: self.y.copy_(y)
+        if y is not None and self.y is None and self.flow.blocks[0].class_emb is not None:
+            raise ValueError("y: this graph was captured without labels; capture it with y for a class-conditional flow")
+        if self.y is not None: self.y.copy_(y)                             # (an unconditional flow ignores y)
         self.graph.replay()
         return self.x.clone()

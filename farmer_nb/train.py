@@ -9,7 +9,7 @@ __all__ = ['lr_factor', 'make_optimizer', 'prepare_batch', 'optimizer_step', 'tr
            'fit']
 
 # %% ../nbs/09_train.ipynb #de3c987a
-import json, math, time
+import json, math, time, warnings
 from dataclasses import asdict
 from pathlib import Path
 import torch
@@ -57,8 +57,8 @@ def train_step(model, opt, x, labels, sigma=None, label_drop=0.0, grad_clip=1.0,
     return optimizer_step(model, opt, *prepare_batch(model, x, labels, sigma, label_drop, generator), grad_clip, amp_dtype)
 
 # %% ../nbs/09_train.ipynb #5ef06ad7
-def save_training(path, model, opt, g, loop):
-    "Write a resumable training checkpoint: weights, AdamW state, the loop's position and log, and every RNG state."
+def save_training(path, model, opt, g, loop, ema=None):
+    "Write a resumable training checkpoint: weights, AdamW state, EMA weights, the loop's position and log, and every RNG state."
     tensors = {f'model.{k}': v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     sd = opt.state_dict()
     for i, st in sd['state'].items():
@@ -66,13 +66,15 @@ def save_training(path, model, opt, g, loop):
     tensors['loop.perm'] = loop['perm'].cpu()
     tensors['rng.cpu'], tensors['rng.data'] = torch.get_rng_state(), g.get_state()
     if g.device.type == 'cuda': tensors['rng.cuda'] = torch.cuda.get_rng_state(g.device)
+    for i, p in enumerate(ema or []): tensors[f'ema.{i}'] = p.detach().cpu().contiguous()
     meta = {'format': 'farmer_nb.train/1', 'class': type(model).__name__, 'config': json.dumps(asdict(model.cfg)),
-            'param_groups': json.dumps(sd['param_groups']), 'loop': json.dumps({k: v for k, v in loop.items() if k != 'perm'})}
+            'param_groups': json.dumps(sd['param_groups']), 'rng_device': g.device.type,
+            'loop': json.dumps({k: v for k, v in loop.items() if k != 'perm'})}
     return write_tensors(path, tensors, meta)
 
 # %% ../nbs/09_train.ipynb #80269cd0
-def load_training(path, model, opt, g, settings):
-    "Restore `save_training`'s checkpoint into model, opt and g, after checking class, config and `settings`; returns the loop state."
+def load_training(path, model, opt, g, settings, ema=None):
+    "Restore `save_training`'s checkpoint into model, opt, g (and `ema`), after checking class, config and `settings`; returns the loop state."
     tensors, meta = read_tensors(path, ('farmer_nb.train/1',))
     ckpt = model_from_checkpoint(tensors, meta, path, model.cfg, prefix='model.') if meta['class'] == type(model).__name__ else None
     if ckpt is None: raise ValueError(f"{path}: checkpoint of a {meta['class']}, not a {type(model).__name__}")
@@ -85,8 +87,17 @@ def load_training(path, model, opt, g, settings):
     for k, v in tensors.items():
         if k.startswith('opt.'): _, i, name = k.split('.', 2); state.setdefault(int(i), {})[name] = v
     opt.load_state_dict({'state': state, 'param_groups': json.loads(meta['param_groups'])})
-    torch.set_rng_state(tensors['rng.cpu']); g.set_state(tensors['rng.data'])
-    if 'rng.cuda' in tensors: torch.cuda.set_rng_state(tensors['rng.cuda'], g.device)
+    if ema is not None:
+        if 'ema.0' not in tensors: raise ValueError(f"{path}: written by a run without EMA weights; resume without ema")
+        for i, p in enumerate(ema): p.copy_(tensors[f'ema.{i}'])
+    torch.set_rng_state(tensors['rng.cpu'])
+    if meta.get('rng_device', g.device.type) == g.device.type:
+        g.set_state(tensors['rng.data'])
+        if 'rng.cuda' in tensors and g.device.type == 'cuda': torch.cuda.set_rng_state(tensors['rng.cuda'], g.device)
+    else:                            # a CUDA generator's state means nothing to a CPU one, and the reverse
+        g.manual_seed(settings['seed'] * 1_000_003 + loop['step'])
+        warnings.warn(f"{path}: written on {meta['rng_device']}, resumed on {g.device.type}: the weights, optimizer and data "
+                      f"order continue exactly, the noise stream is reseeded (its draws differ from an uninterrupted run)")
     loop['perm'] = tensors['loop.perm'].to(g.device)
     return loop
 
@@ -102,8 +113,8 @@ def _log_record(model, loop, run_loss, gnorm, opt, sigma, steps_per_epoch, image
 def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_decay=0.03, warmup_steps=None,
         grad_clip=1.0, noise='uniform', sigma_max=0.1, sigma_min=0.005, label_drop=None, amp_dtype=None,
         seed=0, log_every=50, max_skip_frac=0.05, progress=True, max_steps=None,
-        checkpoint=None, checkpoint_every=None, resume=False, stop_at_step=None):
-    "Train `model` on uint8 `images` (n, C, H, W) and `labels` (n,); returns a dict with the log and throughput. Seeds torch's global RNG with `seed`."
+        checkpoint=None, checkpoint_every=None, resume=False, stop_at_step=None, log_path=None, ema_decay=None, compile=False):
+    "Train `model` on uint8 `images` (n, C, H, W) and `labels` (n,); returns a dict with the log, throughput and EMA weights. Seeds torch's global RNG with `seed`."
     device = model.device
     dist = torch.distributed
     ddp = dist.is_available() and dist.is_initialized()
@@ -111,6 +122,7 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
     if batch_size % world: raise ValueError(f"batch_size: the global batch {batch_size} must divide into {world} processes")
     share = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None) if ddp else model
+    if compile: net = torch.compile(net)
     check_images(images, model.cfg.image_shape, 'uint8', 'images')
     if labels is not None: labels = check_labels(labels, model.cfg.num_classes, len(images)).to(device)
     if noise not in ('uniform', 'gaussian'): raise ValueError(f"noise: expected 'uniform' or 'gaussian', got {noise!r}")
@@ -121,12 +133,15 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
     warmup = min(steps_per_epoch, total // 10) if warmup_steps is None else warmup_steps
     label_drop = model.cfg.label_drop if label_drop is None else label_drop
     settings = dict(n_images=len(images), batch_size=batch_size, total=total, warmup=warmup, lr=lr, weight_decay=weight_decay,
-                    grad_clip=grad_clip, noise=noise, sigma_max=sigma_max, sigma_min=sigma_min, label_drop=label_drop, seed=seed)
+                    grad_clip=grad_clip, noise=noise, sigma_max=sigma_max, sigma_min=sigma_min, label_drop=label_drop, seed=seed,
+                    ema_decay=ema_decay)
+    params = [p for p in model.parameters()]
+    ema = [p.detach().clone() for p in params] if ema_decay else None
     opt = make_optimizer(model, lr, weight_decay)
     g = torch.Generator(device=device).manual_seed(seed)
     torch.manual_seed(seed)
     loop = dict(step=0, b=steps_per_epoch, perm=None, run_loss=0.0, run_n=0, skipped=0, log=[], seconds=0.0, settings=settings)
-    if resume and checkpoint is not None and Path(checkpoint).exists(): loop = load_training(checkpoint, model, opt, g, settings)
+    if resume and checkpoint is not None and Path(checkpoint).exists(): loop = load_training(checkpoint, model, opt, g, settings, ema)
     stop = total if stop_at_step is None else min(stop_at_step, total)
     run_loss, start = torch.tensor(loop['run_loss'], device=device), loop['step']
     model.train()
@@ -141,7 +156,9 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
         y, c = prepare_batch(model, images[idx], None if labels is None else labels[idx], sigma, label_drop, g)   # global batch
         loss, gnorm, applied = optimizer_step(net, opt, y[share], None if c is None else c[share], grad_clip, amp_dtype)
         loop['step'], loop['b'] = step + 1, loop['b'] + 1; bar.update()
-        if applied: run_loss += loss; loop['run_n'] += 1
+        if applied:
+            run_loss += loss; loop['run_n'] += 1
+            if ema: torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - ema_decay)
         else:
             loop['skipped'] += 1
             if loop['skipped'] > max(10, max_skip_frac * loop['step']):
@@ -151,14 +168,17 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
             if ddp: dist.all_reduce(run_loss); run_loss /= world                      # the mean over all shares
             rec = _log_record(model, loop, run_loss, gnorm, opt, sigma, steps_per_epoch, images, labels, loop['seconds'] + time.perf_counter() - t0)
             loop['log'].append(rec)
+            if log_path is not None and rank == 0:
+                with open(log_path, 'a') as f: f.write(json.dumps(rec) + '\n')
             bar.set_postfix(loss=f"{rec['loss']:.4f}", bpd=f"{rec['bpd']:.3f}", skipped=loop['skipped'])
             run_loss, loop['run_n'] = torch.zeros((), device=device), 0
         if checkpoint is not None and (loop['step'] == stop or checkpoint_every and loop['step'] % checkpoint_every == 0):
             loop['run_loss'] = run_loss.item()
-            if rank == 0: save_training(checkpoint, model, opt, g, {**loop, 'seconds': loop['seconds'] + time.perf_counter() - t0})
+            if rank == 0: save_training(checkpoint, model, opt, g, {**loop, 'seconds': loop['seconds'] + time.perf_counter() - t0}, ema)
             if ddp: dist.barrier()
     bar.close(); model.eval()
     if device.type == 'cuda': torch.cuda.synchronize()
     secs = time.perf_counter() - t0
-    return dict(log=loop['log'], steps=loop['step'], skipped=loop['skipped'], seconds=secs,
+    ema_state = None if ema is None else dict(zip([k for k, _ in model.named_parameters()], ema))
+    return dict(log=loop['log'], steps=loop['step'], skipped=loop['skipped'], seconds=secs, ema=ema_state,
                 img_per_s=(loop['step'] - start) * batch_size / max(secs, 1e-9), finished=loop['step'] == total)
