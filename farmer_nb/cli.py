@@ -90,22 +90,29 @@ def cmd_train(args):
     if rank > 0: return
     print(f"{tr['img_per_s']:,.0f} img/s over this call's {tr['seconds']:.0f} s; {tr['skipped']} steps skipped")
     if not tr['finished']: return print(f"stopped at step {tr['steps']}; continue with the same options and --resume")
-    if tr['ema'] is not None: model.load_state_dict(tr['ema'], strict=False)        # the averaged weights are the result
-    path = save_model(model, out/'model.safetensors', dtype=torch.float16 if args.half else None, preset=args.preset, steps=tr['steps'])
+    half = torch.float16 if args.half else None
+    n_test = args.test_n or (len(test.images) if device.type == 'cuda' else 2000)
+    score = lambda m: evaluate_bpd(m, test.images[:n_test], test.labels[:n_test] if m.cfg.num_classes else None)
+    last = None
+    if tr['ema'] is not None:                                                         # the averaged weights are the result,
+        last = score(load_model(save_model(model, out/'model_last.safetensors', half, preset=args.preset, steps=tr['steps']), device).eval())
+        model.load_state_dict(tr['ema'], strict=False)                                # the last ones are kept beside them
+    path = save_model(model, out/'model.safetensors', half, preset=args.preset, steps=tr['steps'], ema=args.ema)
     model = load_model(path, device).eval()                                           # score exactly what was written
     labels = torch.arange(10, device=device).repeat_interleave(10) % max(model.cfg.num_classes, 1)
     grid = save_image_grid(model.sample(labels if model.cfg.num_classes else None, n=100,
                                         generator=torch.Generator(device=device).manual_seed(args.seed)), out/'samples.png', nrow=10)
-    n_test = args.test_n or (len(test.images) if device.type == 'cuda' else 2000)
-    r = evaluate_bpd(model, test.images[:n_test], test.labels[:n_test] if model.cfg.num_classes else None)
+    r = score(model)
     res = dict(preset=args.preset, overrides=args.set, steps=tr['steps'], batch_size=bs, epochs=tr['steps'] / spe,
                train_seconds=tr['log'][-1]['time'] if tr['log'] else tr['seconds'], img_per_s=tr['img_per_s'], skipped=tr['skipped'],
                test_bpd=r['bpd'], test_bpd_se=r['se'], test_n=r['n'], ema=args.ema, precision=args.precision, half=args.half,
+               test_bpd_last_weights=last and last['bpd'],
                bpd_kind='conditional, uniform dequantization, +ln128', device=str(device), log=tr['log'])
     (out/'results.json').write_text(json.dumps(res, indent=1))
     print(f"sample grid: {grid}\ncheckpoint: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     print(f"test bits/dim: {r['bpd']:.3f} ± {r['se']:.3f} (conditional, first {r['n']:,} test images; "
-          f"{res['epochs']:.2f} epochs, {res['train_seconds']:.0f} s of training)")
+          f"{res['epochs']:.2f} epochs, {res['train_seconds']:.0f} s of training)"
+          + (f"; EMA weights — the last weights score {last['bpd']:.3f} (model_last.safetensors)" if last else ''))
 
 # %% ../nbs/12_cli.ipynb #91c57956
 def _rule(args):

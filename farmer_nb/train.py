@@ -158,7 +158,7 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
         loop['step'], loop['b'] = step + 1, loop['b'] + 1; bar.update()
         if applied:
             run_loss += loss; loop['run_n'] += 1
-            if ema: torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - ema_decay)
+            if ema: torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - min(ema_decay, (1 + step) / (10 + step)))
         else:
             loop['skipped'] += 1
             if loop['skipped'] > max(10, max_skip_frac * loop['step']):

@@ -21,15 +21,17 @@ def compare(a, b, key='loss'):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('run'); ap.add_argument('--out', default=None)
+    ap.add_argument('--stop', type=int, default=300, help='the step of the two-GPU checkpoint that was resumed')
     args = ap.parse_args()
     run = Path(args.run); out = Path(args.out or run); out.mkdir(parents=True, exist_ok=True)
     g1, g2 = read_log(run/'gpu1/log.jsonl'), read_log(run/'gpu2/log.jsonl')
     r1, rc = read_log(run/'resume_gpu1/log.jsonl'), read_log(run/'resume_cpu/log.jsonl')
-    stop = max(g2) if g2 else 0
-    res = dict(two_vs_one_gpu=compare(g2, g1),
-               resumed_on_1gpu_vs_straight_1gpu=compare({s: r for s, r in r1.items() if s > stop}, g1),
+    stop = args.stop
+    after = lambda log: {s: r for s, r in log.items() if s > stop}
+    res = dict(two_vs_one_gpu=compare(g2, g1), two_vs_one_gpu_before_stop=compare({s: r for s, r in g2.items() if s <= stop}, g1),
+               resumed_on_1gpu_vs_resumed_on_2gpus=compare(after(r1), after(g2)),
                resumed_on_cpu_rows={s: r['loss'] for s, r in rc.items() if s > stop},
-               loss_at_stop=g2[stop]['loss'] if g2 else None, throughput={})
+               loss_at_stop=g2[stop]['loss'] if stop in g2 else None, throughput={})
     for f in sorted(run.glob('bench_*_1gpu.json')):
         preset = f.name[len('bench_'):-len('_1gpu.json')]
         one = json.loads(f.read_text())['rows'][0]
@@ -47,7 +49,7 @@ def main():
     print(json.dumps(res, indent=1))
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    for log, lab, st in [(g1, '1 GPU, batch 256', '-'), (g2, '2 GPUs, 128 each', '--'), (r1, '2-GPU checkpoint resumed on 1 GPU', ':')]:
+    for log, lab, st in [(g1, '1 GPU, batch 256', '-'), (g2, '2 GPUs, 128 each', '--'), (after(r1), '2-GPU checkpoint resumed on 1 GPU', ':')]:
         steps = sorted(log)
         a.plot(steps, [log[s]['bpd'] for s in steps], st, label=lab)
     a.set(xlabel='step', ylabel='training bits/dim (window mean)', title='same global batch'); a.legend(fontsize=7)
