@@ -13,7 +13,7 @@ import torch
 from farmer_nb.data import FashionMNIST, dequantize, patchify
 from farmer_nb.model import load_model
 from farmer_nb.flow import GraphedInverse
-from farmer_nb.distill import distill
+from farmer_nb.distill import distill, save_student
 from farmer_nb.metrics import sample_quality, load_feature_net, median_time, class_samples
 from farmer_nb.viz import save_image_grid
 
@@ -30,6 +30,7 @@ def main():
     ap.add_argument('--max-steps', type=int, default=None, help='smoke tests')
     ap.add_argument('--data', default=None)
     ap.add_argument('--out', default='runs/distill')
+    ap.add_argument('--half', action='store_true', help='store the student in float16')
     args = ap.parse_args()
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
@@ -39,6 +40,7 @@ def main():
     student, log = distill(model, train.images, train.labels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                            max_steps=args.max_steps, log_every=100)
     res = dict(args=vars(args), distill_seconds=time.perf_counter() - t0, log=log)
+    save_student(model, out/'student.safetensors', dtype=torch.float16 if args.half else None)
     with torch.no_grad():                                                     # reconstruction on test images' latents
         X = patchify(dequantize(test.images[:1000].to(device), 'center'), model.cfg.patch)
         Z, _ = model.flow(X)
@@ -60,7 +62,7 @@ def main():
         row['inverse_speedup'] = row['teacher_s'] / row['student_s']
         row['pipeline_speedup'] = row['pipeline_teacher_s'] / row['pipeline_student_s']
         print(row, flush=True); speed.append(row)
-    res['speed'] = speed
+        res['speed'] = speed; (out/'results.json').write_text(json.dumps(res, indent=1))
     net = load_feature_net(device=device)
     quality = {}
     for name, inv in [('teacher', None), ('student', 'student')]:
