@@ -74,7 +74,11 @@ def cmd_train(args):
     bs = args.batch_size or (256 if device.type == 'cuda' else 64)
     spe, max_steps = len(train.images) // bs, None
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
-    if args.epochs is None and (device.type == 'cpu' or args.minutes is not None):
+    if args.steps is not None:
+        if args.steps < 1: raise ValueError(f"--steps: expected a positive number of steps, got {args.steps}")
+        max_steps, epochs = args.steps, math.ceil(args.steps / spe)
+        if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; {max_steps} steps of batch {bs}")
+    elif args.epochs is None and (device.type == 'cpu' or args.minutes is not None):
         minutes = args.minutes or 2.0
         max_steps, per_step = _steps_that_fit(model, train.images, train.labels, bs, 60 * minutes)
         epochs = math.ceil(max_steps / spe)
@@ -106,7 +110,7 @@ def cmd_train(args):
     res = dict(preset=args.preset, overrides=args.set, steps=tr['steps'], batch_size=bs, epochs=tr['steps'] / spe,
                train_seconds=tr['log'][-1]['time'] if tr['log'] else tr['seconds'], img_per_s=tr['img_per_s'], skipped=tr['skipped'],
                test_bpd=r['bpd'], test_bpd_se=r['se'], test_n=r['n'], ema=args.ema, precision=args.precision, half=args.half,
-               test_bpd_last_weights=last and last['bpd'],
+               test_bpd_last_weights=last and last['bpd'], noise=args.noise,
                bpd_kind='conditional, uniform dequantization, +ln128', device=str(device), log=tr['log'])
     (out/'results.json').write_text(json.dumps(res, indent=1))
     print(f"sample grid: {grid}\ncheckpoint: {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -239,10 +243,12 @@ def make_parser():
     p.add_argument('--preset', default='fmnist-small', choices=sorted(PRESETS), help='model configuration')
     p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='override config fields, e.g. d_I=8 mixing=true')
     p.add_argument('--epochs', type=int, default=None, help='epochs (default: 10 on a GPU, a time budget on a CPU)')
+    p.add_argument('--steps', type=int, default=None, help='training steps instead of epochs (the schedule spans them)')
     p.add_argument('--minutes', type=float, default=None, help='training time instead of epochs (default: 2 on a CPU, unused on a GPU)')
     p.add_argument('--batch-size', type=int, default=None, help='global batch (default: 256 on a GPU, 64 on a CPU)')
     p.add_argument('--lr', type=float, default=2e-3, help='peak learning rate (warm-up, then cosine)')
-    p.add_argument('--noise', default='uniform', choices=['uniform', 'gaussian'], help="dequantization ('gaussian': FARMER's annealed noise)")
+    p.add_argument('--noise', default='gaussian', choices=['uniform', 'gaussian'],
+                   help="training noise: FARMER's annealed Gaussian σ 0.1 → 0.005 (default), or uniform dequantization")
     p.add_argument('--test-n', type=int, default=None, help='test images to score (default: all on a GPU, 2000 on a CPU)')
     p.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.safetensors (same settings)')
     p.add_argument('--stop-at-step', type=int, default=None, help='stop with a checkpoint at this step')

@@ -7,7 +7,8 @@ Docs: https://farmer-nb.github.io/farmer_nb/model.html.md"""
 # %% auto #0
 __all__ = ['PRESETS', 'MODELS', 'check_config', 'GaussianFlowConfig', 'FarmerConfig', 'get_config', 'standard_normal_logprob',
            'prepare_labels', 'DensityModel', 'GaussianFlow', 'Farmer', 'randomize_model_', 'build_model',
-           'write_tensors', 'read_tensors', 'save_model', 'config_diff', 'model_from_checkpoint', 'load_model']
+           'write_tensors', 'read_tensors', 'save_model', 'config_diff', 'model_from_checkpoint', 'load_model',
+           'load_pretrained']
 
 # %% ../nbs/06_model.ipynb #34821004
 import dataclasses, hashlib, json, math, os, typing
@@ -357,3 +358,10 @@ def load_model(path, device='cpu', expect_config=None):
     tensors, meta = read_tensors(path, ('farmer_nb.model/1', 'farmer_nb.train/1'))
     prefix = 'model.' if meta['format'] == 'farmer_nb.train/1' else ''
     return model_from_checkpoint(tensors, meta, path, expect_config, prefix).to(device)
+
+# %% ../nbs/06_model.ipynb #6b772bf8
+def load_pretrained(name='fmnist-small', device='cpu'):
+    "A model shipped with the library (only 'fmnist-small' for now), loaded like `load_model`."
+    path = Path(__import__('farmer_nb').__file__).parent/'assets'/f"{name.replace('-', '_')}.safetensors"
+    if not path.exists(): raise ValueError(f"name: no pretrained model {name!r}; available: 'fmnist-small'")
+    return load_model(path, device)
