@@ -15,7 +15,7 @@ OUT=${1:-runs/ddp}; STEPS=${2:-300}
 ONE="python -m farmer_nb.cli"
 TWO="torchrun --standalone --nproc-per-node=2 -m farmer_nb.cli"
 PRESET=${PRESET:-fmnist-base}; BATCH=${BATCH:-256}; LR=${LR:-3e-4}     # (smaller ones for a smoke test on a CPU)
-RUN=(train --preset "$PRESET" --epochs 10 --batch-size "$BATCH" --lr "$LR" --log-every 10 --checkpoint-every 100000)
+RUN=(train --preset "$PRESET" --epochs 10 --batch-size "$BATCH" --lr "$LR" --noise uniform --log-every 10 --checkpoint-every 100000)
 mkdir -p "$OUT/resume_gpu1" "$OUT/resume_cpu"
 
 $TWO "${RUN[@]}" --stop-at-step "$STEPS" --out "$OUT/gpu2"
