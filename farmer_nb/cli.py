@@ -93,7 +93,8 @@ def cmd_train(args):
     tr = fit(model, train.images, train.labels, epochs=epochs, batch_size=bs, lr=lr, noise=args.noise, seed=args.seed,
              max_steps=max_steps, log_every=args.log_every, checkpoint=out/'checkpoint.safetensors', checkpoint_every=args.checkpoint_every,
              resume=args.resume, stop_at_step=args.stop_at_step, log_path=out/'log.jsonl', ema_decay=args.ema or None,
-             amp_dtype={'fp32': None, 'bf16': torch.bfloat16}[args.precision], compile=args.compile)
+             amp_dtype={'fp32': None, 'bf16': torch.bfloat16}[args.precision], compile=args.compile,
+             sample_every=args.sample_every, sample_dir=out/'samples')
     if rank > 0: return
     print(f"{tr['img_per_s']:,.0f} img/s over this call's {tr['seconds']:.0f} s; {tr['skipped']} steps skipped")
     if not tr['finished']: return print(f"stopped at step {tr['steps']}; continue with the same options and --resume")
@@ -257,6 +258,7 @@ def make_parser():
     p.add_argument('--stop-at-step', type=int, default=None, help='stop with a checkpoint at this step')
     p.add_argument('--checkpoint-every', type=int, default=500, help='steps between checkpoints')
     p.add_argument('--log-every', type=int, default=50, help='steps between rows of OUT/log.jsonl')
+    p.add_argument('--sample-every', type=int, default=1000, help='steps between sample grids in OUT/samples/ (0: none)')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'], help='bf16 autocast (flow math stays fp32)')
     p.add_argument('--compile', action='store_true', help='torch.compile the training step')
     p.add_argument('--ema', type=float, default=0.0, help='EMA decay of the weights, e.g. 0.999 (0: off); the saved model is the average')

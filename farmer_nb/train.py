@@ -110,10 +110,22 @@ def _log_record(model, loop, run_loss, gnorm, opt, sigma, steps_per_epoch, image
                 **model.block_stats(images[:256], None if labels is None else labels[:256]))
 
 # %% ../nbs/09_train.ipynb #a53646e8
+def _sample_grid(model, step, folder, seed=0):
+    "Write a grid of 8 samples per class (or 64 unconditional ones) to folder/samples_STEP.png; the model goes back to training mode."
+    from farmer_nb.viz import save_image_grid                                      # lazy: matplotlib
+    model.eval()
+    k = model.cfg.num_classes
+    labels = torch.arange(k, device=model.device).repeat_interleave(8) if k else None
+    imgs = model.sample(labels, n=64, generator=torch.Generator(device=model.device).manual_seed(seed))
+    model.train()
+    return save_image_grid(imgs, Path(folder)/f'samples_{step:07d}.png', nrow=8)
+
+# %% ../nbs/09_train.ipynb #1c632e52
 def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_decay=0.03, warmup_steps=None,
         grad_clip=1.0, noise='uniform', sigma_max=0.1, sigma_min=0.005, label_drop=None, amp_dtype=None,
         seed=0, log_every=50, max_skip_frac=0.05, progress=True, max_steps=None,
-        checkpoint=None, checkpoint_every=None, resume=False, stop_at_step=None, log_path=None, ema_decay=None, compile=False):
+        checkpoint=None, checkpoint_every=None, resume=False, stop_at_step=None, log_path=None, ema_decay=None, compile=False,
+        sample_every=None, sample_dir=None):
     "Train `model` on uint8 `images` (n, C, H, W) and `labels` (n,); returns a dict with the log, throughput and EMA weights. Seeds torch's global RNG with `seed`."
     device = model.device
     dist = torch.distributed
@@ -172,6 +184,8 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
                 with open(log_path, 'a') as f: f.write(json.dumps(rec) + '\n')
             bar.set_postfix(loss=f"{rec['loss']:.4f}", bpd=f"{rec['bpd']:.3f}", skipped=loop['skipped'])
             run_loss, loop['run_n'] = torch.zeros((), device=device), 0
+        if sample_every and sample_dir is not None and rank == 0 and loop['step'] % sample_every == 0:
+            _sample_grid(model, loop['step'], sample_dir, seed)
         if checkpoint is not None and (loop['step'] == stop or checkpoint_every and loop['step'] % checkpoint_every == 0):
             loop['run_loss'] = run_loss.item()
             if rank == 0: save_training(checkpoint, model, opt, g, {**loop, 'seconds': loop['seconds'] + time.perf_counter() - t0}, ema)
