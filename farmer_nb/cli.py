@@ -42,10 +42,17 @@ def _overrides(preset, pairs):
         k, v = pair.split('=', 1)
         if not hasattr(base, k): raise ValueError(f"--set: {type(base).__name__} has no field {k!r}")
         t = type(getattr(base, k))
-        out[k] = (v.lower() in ('1', 'true', 'yes')) if t is bool else tuple(int(x) for x in v.split(',')) if t is tuple else t(v)
+        try: out[k] = (v.lower() in ('1', 'true', 'yes')) if t is bool else tuple(int(x) for x in v.split(',')) if t is tuple else t(v)
+        except ValueError: raise ValueError(f"--set {k}: expected {'comma-separated ints' if t is tuple else t.__name__}, got {v!r}") from None
     return out
 
 PRESET_LR = {'fmnist-base': 3e-4}          # measured: at 2e-3 its loss climbs back during the warm-up (09_train, results)
+
+def _positive(args, *names):
+    "Refuse numeric options that must be positive, naming the option."
+    for n in names:
+        v = getattr(args, n, None)
+        if v is not None and not v > 0: raise ValueError(f"--{n.replace('_', '-')}: expected a positive number, got {v}")
 
 def _steps_that_fit(model, x, y, batch_size, seconds):
     "Steps of this model that fit in `seconds`, from 3 timed steps on a throwaway optimizer (weights restored)."
@@ -67,6 +74,7 @@ def cmd_train(args):
     from farmer_nb.train import fit
     from farmer_nb.metrics import evaluate_bpd
     from farmer_nb.viz import save_image_grid
+    _positive(args, 'batch_size', 'lr', 'steps', 'minutes', 'epochs', 'log_every')
     device, rank = _distributed(args.device)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     train, test = _data(args)
@@ -74,10 +82,10 @@ def cmd_train(args):
     torch.manual_seed(args.seed)
     model = build_model(get_config(args.preset, **{**own, **_overrides(args.preset, args.set)})).to(device)
     bs = args.batch_size or (256 if device.type == 'cuda' else 64)
+    if bs > len(train.images): raise ValueError(f"--batch-size: {bs} is larger than the dataset ({len(train.images)} training images)")
     spe, max_steps = len(train.images) // bs, None
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
     if args.steps is not None:
-        if args.steps < 1: raise ValueError(f"--steps: expected a positive number of steps, got {args.steps}")
         max_steps, epochs = args.steps, math.ceil(args.steps / spe)
         if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; {max_steps} steps of batch {bs}")
     elif args.epochs is None and (device.type == 'cpu' or args.minutes is not None):
@@ -132,6 +140,7 @@ def _rule(args):
 def cmd_sample(args):
     from farmer_nb.model import load_model
     from farmer_nb.viz import save_image_grid
+    _positive(args, 'per_class', 's', 'T_sigma', 'T_s')
     model = load_model(args.model, args.device).eval()
     k = max(model.cfg.num_classes, 1)
     labels = torch.arange(k, device=model.device).repeat_interleave(args.per_class) if model.cfg.num_classes else None
@@ -157,6 +166,7 @@ def cmd_eval(args):
 def cmd_distill(args):
     from farmer_nb.model import load_model
     from farmer_nb.distill import distill
+    _positive(args, 'epochs', 'batch_size', 'lr', 'max_steps')
     model = load_model(args.model, args.device).eval()
     train, _ = _data(args)
     student, log = distill(model, train.images, train.labels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -197,6 +207,8 @@ def bench_train(args):
     return rows, rank
 
 def cmd_bench(args):
+    _positive(args, 'reps', 'peak_tflops')
+    if min(args.batches) < 1: raise ValueError(f"--batches: expected positive batch sizes, got {args.batches}")
     if args.what == 'train':
         rows, rank = bench_train(args)
         if args.out and rank == 0: Path(args.out).write_text(json.dumps(dict(device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu', rows=rows), indent=1))
