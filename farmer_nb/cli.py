@@ -54,6 +54,12 @@ def _positive(args, *names):
         v = getattr(args, n, None)
         if v is not None and not v > 0: raise ValueError(f"--{n.replace('_', '-')}: expected a positive number, got {v}")
 
+def _planned_steps(checkpoint):
+    "The total steps a time-budgeted run planned when it started (so that --resume keeps its schedule), or None."
+    if not Path(checkpoint).exists(): return None
+    from farmer_nb.model import read_tensors
+    return json.loads(read_tensors(checkpoint, ('farmer_nb.train/1',))[1]['loop'])['settings']['total']
+
 def _steps_that_fit(model, x, y, batch_size, seconds):
     "Steps of this model that fit in `seconds`, from 3 timed steps on a throwaway optimizer (weights restored)."
     from farmer_nb.train import train_step, make_optimizer
@@ -90,9 +96,11 @@ def cmd_train(args):
         if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; {max_steps} steps of batch {bs}")
     elif args.epochs is None and (device.type == 'cpu' or args.minutes is not None):
         minutes = args.minutes or 2.0
-        max_steps, per_step = _steps_that_fit(model, train.images, train.labels, bs, 60 * minutes)
+        planned = _planned_steps(out/'checkpoint.safetensors') if args.resume else None
+        max_steps, per_step = (planned, float('nan')) if planned else _steps_that_fit(model, train.images, train.labels, bs, 60 * minutes)
         epochs = math.ceil(max_steps / spe)
-        if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; {per_step:.3f} s/step: {max_steps} steps of batch {bs} in {minutes:g} min")
+        if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; " + (f"resuming the {max_steps} steps planned" if planned else
+                            f"{per_step:.3f} s/step: {max_steps} steps of batch {bs} in {minutes:g} min"))
     else:
         epochs = args.epochs or 10
         if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; {epochs} epochs of batch {bs}")

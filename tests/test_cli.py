@@ -44,3 +44,13 @@ def test_cli_bad_input(case, argv, code, message, files, tmp_path, capsys):
     assert message in err, f"{case}: expected {message!r} in the error, got {err!r}"
     assert 'Traceback' not in err
     if code == 1: assert err.startswith(f'farmer {argv[0]}: error: '), err
+
+def test_time_budgeted_run_resumes_with_its_plan(tmp_path, capsys):
+    "A --minutes run stopped early resumes with the number of steps it planned, not a new estimate."
+    argv = ['train', '--preset', 'fmnist-cmp', '--minutes', '0.05', '--test-n', '50', '--sample-every', '0', '--out', str(tmp_path)]
+    main(argv + ['--stop-at-step', '2'])
+    first = capsys.readouterr().out
+    main(argv + ['--resume'])
+    second = capsys.readouterr().out
+    planned = int(first.split(' steps of batch')[0].rsplit(' ', 1)[1])
+    assert f'resuming the {planned} steps planned' in second and 'test bits/dim' in second
