@@ -81,6 +81,9 @@ def cmd_train(args):
     from farmer_nb.metrics import evaluate_bpd
     from farmer_nb.viz import save_image_grid
     _positive(args, 'batch_size', 'lr', 'steps', 'minutes', 'epochs', 'log_every')
+    if args.deterministic:                                   # bit-exact GPU runs where PyTorch can (an error where it cannot)
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.use_deterministic_algorithms(True)
     device, rank = _distributed(args.device)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     train, test = _data(args)
@@ -283,6 +286,7 @@ def make_parser():
     p.add_argument('--compile', action='store_true', help='torch.compile the training step')
     p.add_argument('--ema', type=float, default=0.0, help='EMA decay of the weights, e.g. 0.999 (0: off); the saved model is the average')
     p.add_argument('--half', action='store_true', help='store model.safetensors in float16 (half the size, for sharing)')
+    p.add_argument('--deterministic', action='store_true', help="PyTorch's deterministic algorithms (same seed, same GPU run; slower)")
     p.add_argument('--images', default=None, help='train on your own PNG/JPEG images in this folder (sub-folders are classes)')
     p.add_argument('--size', type=int, default=32, help='with --images: side of the square images after resizing')
     p.add_argument('--channels', type=int, default=3, choices=[1, 3], help='with --images: grey (1) or colour (3)')
