@@ -102,21 +102,18 @@ def _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr, s
 # %% ../nbs/08_distill.ipynb #e771ea33
 def save_student(model, path, dtype=None):
     "Write `model.student` with `model`'s class and config to a safetensors file (floats cast to `dtype` if given)."
-    from farmer_nb.model import write_tensors
+    from farmer_nb.model import write_tensors, state_tensors
     if getattr(model, 'student', None) is None: raise ValueError("model: has no student; run `distill` first")
-    cast = lambda v: v.to(dtype) if dtype is not None and v.is_floating_point() else v
-    tensors = {k: cast(v.detach()).cpu().contiguous() for k, v in model.student.state_dict().items()}
-    return write_tensors(path, tensors, {'format': 'farmer_nb.student/1', 'class': type(model).__name__,
-                                         'config': json.dumps(asdict(model.cfg))})
+    return write_tensors(path, state_tensors(model.student, dtype), {'format': 'farmer_nb.student/1', 'class': type(model).__name__,
+                                                                     'config': json.dumps(asdict(model.cfg))})
 
 def load_student(model, path):
     "Read a student written by `save_student` for a model of the same config; attaches it as `model.student` and returns it."
     from farmer_nb.model import read_tensors, config_diff, MODELS
     tensors, meta = read_tensors(path, ('farmer_nb.student/1',))
-    cfg = MODELS[meta['class']][1](**json.loads(meta['config']))
-    if meta['class'] != type(model).__name__ or config_diff(model.cfg, cfg):
-        raise ValueError(f"{path}: a student of another model ({meta['class']}, differing in "
-                         f"{sorted(config_diff(model.cfg, cfg)) if type(cfg) is type(model.cfg) else 'class'})")
+    if meta['class'] != type(model).__name__: raise ValueError(f"{path}: a student of a {meta['class']}, not a {type(model).__name__}")
+    diff = config_diff(model.cfg, MODELS[meta['class']][1](**json.loads(meta['config'])))
+    if diff: raise ValueError(f"{path}: a student of another config (differing in {sorted(diff)})")
     student = Student(model.flow).to(model.device)
     student.load_state_dict(tensors)
     model.student = student.eval()

@@ -7,8 +7,8 @@ Docs: https://farmer-nb.github.io/farmer_nb/model.html.md"""
 # %% auto #0
 __all__ = ['PRESETS', 'MODELS', 'check_config', 'GaussianFlowConfig', 'FarmerConfig', 'get_config', 'standard_normal_logprob',
            'prepare_labels', 'DensityModel', 'GaussianFlow', 'Farmer', 'randomize_model_', 'build_model',
-           'write_tensors', 'read_tensors', 'save_model', 'config_diff', 'model_from_checkpoint', 'load_model',
-           'load_pretrained']
+           'write_tensors', 'read_tensors', 'state_tensors', 'save_model', 'config_diff', 'model_from_checkpoint',
+           'load_model', 'load_pretrained']
 
 # %% ../nbs/06_model.ipynb #34821004
 import dataclasses, hashlib, json, math, os, typing
@@ -330,13 +330,16 @@ def read_tensors(path, formats, classes=None):
     return tensors, meta
 
 # %% ../nbs/06_model.ipynb #e51b871a
+def state_tensors(module, dtype=None, prefix=''):
+    "A module's state as contiguous CPU tensors named `prefix + name`, floats cast to `dtype` if given (e.g. float16 to ship)."
+    cast = lambda v: v.to(dtype) if dtype is not None and v.is_floating_point() else v
+    return {prefix + k: cast(v.detach()).cpu().contiguous() for k, v in module.state_dict().items()}
+
 def save_model(model, path, dtype=None, **extra):
-    "Write `model`'s weights and config to a safetensors file atomically (floats cast to `dtype` if given, e.g. float16 to ship); `extra` strings go in the metadata."
+    "Write `model`'s weights and config to a safetensors file atomically (floats cast to `dtype` if given); `extra` strings go in the metadata."
     meta = {'format': 'farmer_nb.model/1', 'class': type(model).__name__, 'config': json.dumps(asdict(model.cfg))}
     if set(extra) & {*meta, 'sha256'}: raise ValueError(f"extra: {sorted(set(extra) & {*meta, 'sha256'})} are reserved metadata keys")
-    cast = lambda v: v.to(dtype) if dtype is not None and v.is_floating_point() else v
-    tensors = {k: cast(v.detach()).cpu().contiguous() for k, v in model.state_dict().items()}
-    return write_tensors(path, tensors, {**meta, **{k: str(v) for k, v in extra.items()}})
+    return write_tensors(path, state_tensors(model, dtype), {**meta, **{k: str(v) for k, v in extra.items()}})
 
 def config_diff(a, b):
     "Names and values of the fields where configs `a` and `b` differ."

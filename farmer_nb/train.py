@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from .data import dequantize, noise_sigma, nll_to_bpd, check_images, check_labels
-from .model import write_tensors, read_tensors, model_from_checkpoint
+from .model import write_tensors, read_tensors, model_from_checkpoint, state_tensors
 
 # %% ../nbs/09_train.ipynb #dfe66160
 def lr_factor(step, total, warmup, min_ratio=0.01):
@@ -59,7 +59,7 @@ def train_step(model, opt, x, labels, sigma=None, label_drop=0.0, grad_clip=1.0,
 # %% ../nbs/09_train.ipynb #5ef06ad7
 def save_training(path, model, opt, g, loop, ema=None):
     "Write a resumable training checkpoint: weights, AdamW state, EMA weights, the loop's position and log, and every RNG state."
-    tensors = {f'model.{k}': v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = state_tensors(model, prefix='model.')
     sd = opt.state_dict()
     for i, st in sd['state'].items():
         for k, v in st.items(): tensors[f'opt.{i}.{k}'] = torch.as_tensor(v).detach().cpu().contiguous()
@@ -147,8 +147,8 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
     settings = dict(n_images=len(images), batch_size=batch_size, total=total, warmup=warmup, lr=lr, weight_decay=weight_decay,
                     grad_clip=grad_clip, noise=noise, sigma_max=sigma_max, sigma_min=sigma_min, label_drop=label_drop, seed=seed,
                     ema_decay=ema_decay)
-    params = [p for p in model.parameters()]
-    ema = [p.detach().clone() for p in params] if ema_decay else None
+    params = [p.detach() for p in model.parameters()]                             # views of the live weights
+    ema = [p.clone() for p in params] if ema_decay else None
     opt = make_optimizer(model, lr, weight_decay)
     g = torch.Generator(device=device).manual_seed(seed)
     torch.manual_seed(seed)
@@ -170,7 +170,7 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
         loop['step'], loop['b'] = step + 1, loop['b'] + 1; bar.update()
         if applied:
             run_loss += loss; loop['run_n'] += 1
-            if ema: torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - min(ema_decay, (1 + step) / (10 + step)))
+            if ema: torch._foreach_lerp_(ema, params, 1 - min(ema_decay, (1 + step) / (10 + step)))
         else:
             loop['skipped'] += 1
             if loop['skipped'] > max(10, max_skip_frac * loop['step']):
