@@ -80,7 +80,7 @@ def cmd_train(args):
     from farmer_nb.train import fit
     from farmer_nb.metrics import evaluate_bpd
     from farmer_nb.viz import save_image_grid
-    _positive(args, 'batch_size', 'lr', 'steps', 'minutes', 'epochs', 'log_every')
+    _positive(args, 'batch_size', 'lr', 'steps', 'minutes', 'epochs', 'log_every', 'stop_after')
     if args.deterministic:                                   # bit-exact GPU runs where PyTorch can (an error where it cannot)
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.use_deterministic_algorithms(True)
@@ -111,7 +111,8 @@ def cmd_train(args):
     lr = args.lr or PRESET_LR.get(args.preset, 2e-3)
     tr = fit(model, train.images, train.labels, epochs=epochs, batch_size=bs, lr=lr, noise=args.noise, seed=args.seed,
              max_steps=max_steps, log_every=args.log_every, checkpoint=out/'checkpoint.safetensors', checkpoint_every=args.checkpoint_every,
-             resume=args.resume, stop_at_step=args.stop_at_step, log_path=out/'log.jsonl', ema_decay=args.ema or None,
+             resume=args.resume, stop_at_step=args.stop_at_step,
+             stop_after=None if args.stop_after is None else 60 * args.stop_after, log_path=out/'log.jsonl', ema_decay=args.ema or None,
              amp_dtype={'fp32': None, 'bf16': torch.bfloat16}[args.precision], compile=args.compile,
              sample_every=args.sample_every, sample_dir=out/'samples')
     if rank > 0: return
@@ -279,6 +280,7 @@ def make_parser():
     p.add_argument('--test-n', type=int, default=None, help='test images to score (default: all on a GPU, 2000 on a CPU)')
     p.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.safetensors (same settings)')
     p.add_argument('--stop-at-step', type=int, default=None, help='stop with a checkpoint at this step')
+    p.add_argument('--stop-after', type=float, default=None, help='stop with a checkpoint after this many minutes of training in this call')
     p.add_argument('--checkpoint-every', type=int, default=500, help='steps between checkpoints')
     p.add_argument('--log-every', type=int, default=50, help='steps between rows of OUT/log.jsonl')
     p.add_argument('--sample-every', type=int, default=1000, help='steps between sample grids in OUT/samples/ (0: none)')

@@ -6,7 +6,7 @@ Docs: https://farmer-nb.github.io/farmer_nb/train.html.md"""
 
 # %% auto #0
 __all__ = ['lr_factor', 'make_optimizer', 'prepare_batch', 'optimizer_step', 'train_step', 'save_training', 'load_training',
-           'fit']
+           'out_of_time', 'fit']
 
 # %% ../nbs/09_train.ipynb #de3c987a
 import json, math, time, warnings
@@ -121,10 +121,19 @@ def _sample_grid(model, step, folder, seed=0):
     return save_image_grid(imgs, Path(folder)/f'samples_{step:07d}.png', nrow=8)
 
 # %% ../nbs/09_train.ipynb #1c632e52
+def out_of_time(t0, seconds, ddp=False, device=None):
+    "Whether `seconds` have passed since `t0` (perf_counter); under DDP every process takes the slowest clock's answer."
+    late = time.perf_counter() - t0 >= seconds
+    if not ddp: return late
+    flag = torch.tensor(float(late), device=device)
+    torch.distributed.all_reduce(flag, torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
+
+# %% ../nbs/09_train.ipynb #d9d04692
 def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_decay=0.03, warmup_steps=None,
         grad_clip=1.0, noise='uniform', sigma_max=0.1, sigma_min=0.005, label_drop=None, amp_dtype=None,
         seed=0, log_every=50, max_skip_frac=0.05, progress=True, max_steps=None,
-        checkpoint=None, checkpoint_every=None, resume=False, stop_at_step=None, log_path=None, ema_decay=None, compile=False,
+        checkpoint=None, checkpoint_every=None, resume=False, stop_at_step=None, stop_after=None, log_path=None, ema_decay=None, compile=False,
         sample_every=None, sample_dir=None):
     "Train `model` on uint8 `images` (n, C, H, W) and `labels` (n,); returns a dict with the log, throughput and EMA weights. Seeds torch's global RNG with `seed`."
     device = model.device
@@ -186,6 +195,8 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
             run_loss, loop['run_n'] = torch.zeros((), device=device), 0
         if sample_every and sample_dir is not None and rank == 0 and loop['step'] % sample_every == 0:
             _sample_grid(model, loop['step'], sample_dir, seed)
+        if stop_after is not None and loop['step'] < stop and loop['step'] % 10 == 0 and out_of_time(t0, stop_after, ddp, device):
+            stop = loop['step']                                                        # this call's time is up: checkpoint and return
         if checkpoint is not None and (loop['step'] == stop or checkpoint_every and loop['step'] % checkpoint_every == 0):
             loop['run_loss'] = run_loss.item()
             if rank == 0: save_training(checkpoint, model, opt, g, {**loop, 'seconds': loop['seconds'] + time.perf_counter() - t0}, ema)
