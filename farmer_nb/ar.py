@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn as nn
 from .transformer import Transformer
-from .gmm import GMM, GMMHead, randn
+from .gmm import GMM, GMMHead, NoiseBank, rand, randn
 
 # %% ../nbs/04_ar.ipynb #5c4bed73
 class ARPrior(nn.Module):
@@ -84,3 +84,47 @@ def _ar_sample(self, c, T_pi=1.0, T_sigma=1.0, gamma=1.0, generator=None, use_ca
     return z_I, z_R.to(dtype)                                                        # (B, N, d_I), (B, N, d_R)
 
 ARPrior.sample = _ar_sample
+
+# %% ../nbs/04_ar.ipynb #4a68df9d
+def _ar_draw_noise(self, B, generator=None):
+    "Every random number of one decode of B samples, in float32: u_I (B, N), eps_I (B, N, d_I), and u_R (B, N), eps_R (B, N, d_R) where used."
+    dev, N = self.pos_emb.device, self.N
+    if isinstance(generator, NoiseBank):                                  # token by token, in `sample`'s order
+        draws = [(rand((B, 1), generator, dev), randn((B, 1, self.d_I), generator, dev)) for _ in range(N)]
+        u_I, eps_I = (torch.cat(t, 1) for t in zip(*draws))               # (B, N), (B, N, d_I)
+    else: u_I, eps_I = rand((B, N), generator, dev), randn((B, N, self.d_I), generator, dev)
+    noise = dict(u_I=u_I, eps_I=eps_I)
+    if self.head_R is not None: noise['u_R'] = rand((B, N), generator, dev)               # (B, N)
+    if self.d_R: noise['eps_R'] = randn((B, N, self.d_R), generator, dev)                 # (B, N, d_R)
+    return noise
+
+def _draw_given(g, u, eps):
+    "z (..., d) from mixtures g of batch shape (...) given uniforms u (...) and normals eps (..., d): `GMM.sample`'s arithmetic."
+    shape, K, d = u.shape, g.K, g.d
+    cdf = torch.softmax(g.logits.float(), -1).expand(*shape, K).cumsum(-1)                 # (..., K)
+    k = (u[..., None] * cdf[..., -1:] > cdf).sum(-1).clamp(max=K - 1)                      # (...): inverse CDF
+    pick = lambda t: torch.gather(t.expand(*shape, K, d), -2, k[..., None, None].expand(*shape, 1, d)).squeeze(-2)
+    return pick(g.mu) + torch.exp(pick(g.log_sigma)) * eps.to(g.mu.dtype)
+
+ARPrior.draw_noise = _ar_draw_noise
+
+# %% ../nbs/04_ar.ipynb #b70ae1ad
+@torch.no_grad()
+def _ar_sample_from_noise(self, c, noise, T_pi=1.0, T_sigma=1.0, gamma=1.0):
+    "`sample` for labels c (B,) on the numbers of `draw_noise`: (Z^I (B, N, d_I), Z^R (B, N, d_R)); no generator, no host sync."
+    B, dev, dtype = c.shape[0], c.device, self.pos_emb.dtype
+    z_I = torch.zeros(B, self.N, self.d_I, device=dev, dtype=dtype)                 # (B, N, d_I)
+    caches = self.transformer.make_caches(B, self.M + self.N, dev, dtype)
+    h = self.transformer(self.inputs(None, c), caches)[:, -1]                       # (B, width) at position M−1
+    for i in range(self.N):
+        g = self.head_I(h).temper(T_pi, T_sigma)
+        z_I[:, i] = _draw_given(g, noise['u_I'][:, i], noise['eps_I'][:, i]).to(dtype)    # (B, d_I)
+        h = self.transformer(self.inputs(z_I[:, i:i + 1], c, self.M + i), caches)[:, -1]
+    if not self.d_R: return z_I, z_I.new_zeros(B, self.N, 0)
+    if self.head_R is None: return z_I, T_sigma * gamma * noise['eps_R'].to(dtype)
+    g = self.head_R(h)
+    g = GMM(g.logits, g.mu, g.log_sigma + (math.log(gamma) if gamma > 0 else -math.inf)).temper(T_pi, T_sigma)   # std × gamma
+    g = GMM(g.logits[:, None], g.mu[:, None], g.log_sigma[:, None])                 # batch shape (B, 1): shared by the N draws
+    return z_I, _draw_given(g, noise['u_R'], noise['eps_R']).to(dtype)             # (B, N, d_I), (B, N, d_R)
+
+ARPrior.sample_from_noise = _ar_sample_from_noise

@@ -42,6 +42,7 @@ def main():
     ap.add_argument('--data', default=None)
     ap.add_argument('--out', default='runs/guidance')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--no-speed', action='store_true', help='skip the sampling-speed rows (e.g. on a CPU)')
     args = ap.parse_args()
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,7 @@ def main():
         best = min((r for r in res['runs'] if r['rule'] == name), key=lambda r: r['fid'])
         fake, _ = class_samples(model, 100, 100, args.seed, guidance=make_rule(name, best['w'], args))
         save_image_grid(fake, out/f"samples_{name}_w{best['w']:g}.png", nrow=10)
-    for name, w in [('none', 0.0), ('resampling', 2.0)]:
+    for name, w in [] if args.no_speed else [('none', 0.0), ('resampling', 2.0)]:
         for B in (1, args.bench_batch):
             res['speed'].append(dict(rule=name, w=w, batch=B, img_per_s=img_per_s(model, make_rule(name, w, args), B)))
             print(res['speed'][-1], flush=True)
