@@ -84,3 +84,18 @@ def test_gmm_normalised_1d(K, seed):
              0.5 * torch.randn(K, 1, generator=g, dtype=torch.float64))
     x = torch.linspace(-30, 30, 60001, dtype=torch.float64)
     assert abs((gm.log_prob(x[:, None]).exp().sum() * (x[1] - x[0])).item() - 1) < 1e-4
+
+
+@PROPS
+@given(scale=st.sampled_from([1e2, 1e4, 1e8]), clip=st.sampled_from([1.0, 4.0]), seed=st.integers(0, 10_000))
+def test_soft_clip_keeps_logdet_finite(scale, clip, seed):
+    "Whatever the output layer predicts, each block's log-det is finite and |logdet| ≤ N·d·clip (soft clipping)."
+    torch.manual_seed(seed)
+    d, N = 4, 6
+    flow = AutoregressiveFlow(d, N, n_blocks=3, width=32, depth=1, head_dim=16, clip=clip)
+    with torch.no_grad():
+        for blk in flow.blocks: blk.proj_out.weight.normal_(0, scale); blk.proj_out.bias.normal_(0, scale)
+    x = 3 * torch.randn(5, N, d)                                                   # (B, N, d)
+    for blk in flow.blocks:
+        x, logdet = blk(x)
+        assert torch.isfinite(logdet).all() and (logdet.abs() <= N * d * clip).all()
