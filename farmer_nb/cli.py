@@ -60,15 +60,16 @@ def _planned_steps(checkpoint):
     from farmer_nb.model import read_tensors
     return json.loads(read_tensors(checkpoint, ('farmer_nb.train/1',))[1]['loop'])['settings']['total']
 
-def _steps_that_fit(model, x, y, batch_size, seconds):
-    "Steps of this model that fit in `seconds`, from 3 timed steps on a throwaway optimizer (weights restored)."
+def _steps_that_fit(model, x, y, batch_size, seconds, warmup=2, timed=5):
+    "Steps of this model that fit in `seconds`: the median of `timed` single steps after `warmup`, on a throwaway optimizer (weights restored)."
     from farmer_nb.train import train_step, make_optimizer
     state = {k: v.clone() for k, v in model.state_dict().items()}
     opt, xb, yb = make_optimizer(model), x[:batch_size].to(model.device), y[:batch_size].to(model.device)
-    train_step(model, opt, xb, yb)
-    t0 = time.perf_counter()
-    for _ in range(3): train_step(model, opt, xb, yb)                           # each step syncs with the host
-    per_step = torch.tensor((time.perf_counter() - t0) / 3)
+    for _ in range(warmup): train_step(model, opt, xb, yb)                      # allocator, kernel selection, clocks
+    times = []
+    for _ in range(timed):                                                        # each step syncs with the host
+        t0 = time.perf_counter(); train_step(model, opt, xb, yb); times.append(time.perf_counter() - t0)
+    per_step = torch.tensor(sorted(times)[timed // 2])                            # the median: robust to one slow step
     if torch.distributed.is_initialized():                                        # every process must plan the same steps
         per_step = per_step.to(model.device); torch.distributed.all_reduce(per_step, torch.distributed.ReduceOp.MAX)
     model.load_state_dict(state)
