@@ -246,6 +246,10 @@ def cmd_bench(args):
             cases['AR prior + resampling CFG'] = lambda: model.prior.sample(c, rule=Resampling(2.0, 5, 5))
         cases['whole sampler'] = lambda: model.sample(c)
         if dev.type == 'cuda' and hasattr(model, 'prior'): cases['whole sampler (CUDA-graph inverse)'] = lambda: model.sample(c, inverse=g)
+        if hasattr(model, 'prior'):                                        # 08_distill: one CUDA graph (eager on a CPU)
+            from farmer_nb.distill import FastSampler
+            fast = FastSampler(model, B); cases['fast sampler'] = lambda: fast(c)
+            if args.student: fast_s = FastSampler(model, B, 'student'); cases['fast sampler, student'] = lambda: fast_s(c)
         if args.student:
             cases['flow inverse (student)'] = lambda: model.student.inverse(z)
             cases['whole sampler, student'] = lambda: model.sample(c, inverse='student')
