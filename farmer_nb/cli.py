@@ -180,10 +180,15 @@ def cmd_distill(args):
     from farmer_nb.model import load_model
     from farmer_nb.distill import distill
     _positive(args, 'epochs', 'batch_size', 'lr', 'max_steps')
+    if not args.s_max >= 0: raise ValueError(f"--s-max: expected a noise scale >= 0, got {args.s_max}")
     model = load_model(args.model, args.device).eval()
+    init = None
+    if args.init:
+        from farmer_nb.distill import load_student
+        init = load_student(model, args.init)                                     # refused if it belongs to another config
     train, _ = _data(args)
     student, log = distill(model, train.images, train.labels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                           max_steps=args.max_steps)
+                           max_steps=args.max_steps, s_max=args.s_max, init=init)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     from farmer_nb.distill import save_student
     path = save_student(model, out/'student.safetensors', dtype=torch.float16 if args.half else None)
@@ -321,6 +326,8 @@ def make_parser():
     p.add_argument('--model', required=True)
     p.add_argument('--epochs', type=int, default=10); p.add_argument('--batch-size', type=int, default=256)
     p.add_argument('--lr', type=float, default=1e-3); p.add_argument('--max-steps', type=int, default=None)
+    p.add_argument('--s-max', type=float, default=0.3, help='noise on the teacher latent: s·ε with s ~ U[0, s_max] (Algorithm 2)')
+    p.add_argument('--init', default=None, help='go on training this student (a file of farmer distill) instead of a fresh copy of the flow')
     p.add_argument('--half', action='store_true', help='store the student in float16')
     _common(p, 'runs/distill'); p.set_defaults(fn=cmd_distill)
     p = sub.add_parser('bench', help='benchmarks (not tests): sampling speed or training throughput')

@@ -58,9 +58,11 @@ def distill_loss(student, teacher_flow, X, y=None, s_max=0.3, generator=None):
 
 # %% ../nbs/08_distill.ipynb #98951ca7
 def distill(model, images, labels=None, epochs=1, batch_size=256, lr=1e-3, s_max=0.3, sigma=0.005, seed=0,
-            log_every=50, progress=True, max_steps=None):
-    "Train a `Student` for `model.flow` on uint8 images; attaches it as `model.student` and returns (student, log)."
+            log_every=50, progress=True, max_steps=None, init=None):
+    "Train a `Student` for `model.flow` on uint8 images (or go on training `init`); attaches it as `model.student` and returns (student, log)."
     check_images(images, model.cfg.image_shape, 'uint8', 'images')
+    if not s_max >= 0: raise ValueError(f"s_max: expected a noise scale >= 0, got {s_max}")
+    if init is not None and not isinstance(init, Student): raise TypeError(f"init: expected a Student, got {type(init).__name__}")
     spe = len(images) // batch_size
     if spe < 1: raise ValueError(f"batch_size: {batch_size} is larger than the dataset ({len(images)} images)")
     if labels is not None: labels = check_labels(labels, model.cfg.num_classes, len(images))
@@ -72,17 +74,17 @@ def distill(model, images, labels=None, epochs=1, batch_size=256, lr=1e-3, s_max
     try:
         teacher.eval()
         for p in teacher.parameters(): p.requires_grad_(False)
-        student, log = _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr, s_max, sigma, g, log_every, progress, max_steps)
+        student, log = _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr, s_max, sigma, g, log_every, progress, max_steps, init)
     finally:                                                                      # the teacher leaves as it came
         teacher.train(was_training)
         for p, r in zip(teacher.parameters(), frozen): p.requires_grad_(r)
     model.student = student.eval()
     return student, log
 
-def _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr, s_max, sigma, g, log_every, progress, max_steps):
+def _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr, s_max, sigma, g, log_every, progress, max_steps, init):
     from farmer_nb.train import make_optimizer, lr_factor
     dev = model.device
-    student = Student(teacher).to(dev).train()
+    student = (Student(teacher) if init is None else init).to(dev).train()
     for p in student.parameters(): p.requires_grad_(True)
     opt = make_optimizer(student, lr)
     total = epochs * spe if max_steps is None else min(epochs * spe, max_steps)
@@ -101,7 +103,7 @@ def _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr, s
             log.append(dict(step=step + 1, loss=(run / run_n).item(), time=time.perf_counter() - t0)); run, run_n = run * 0, 0
     return student, log
 
-# %% ../nbs/08_distill.ipynb #e771ea33
+# %% ../nbs/08_distill.ipynb #e290ebd5
 def save_student(model, path, dtype=None):
     "Write `model.student` with `model`'s class and config to a safetensors file (floats cast to `dtype` if given)."
     from farmer_nb.model import write_tensors, state_tensors
@@ -121,7 +123,7 @@ def load_student(model, path):
     model.student = student.eval()
     return student
 
-# %% ../nbs/08_distill.ipynb #2d455140
+# %% ../nbs/08_distill.ipynb #42e477b2
 class FastSampler:
     "`Farmer.sample` for a fixed batch size on pre-drawn noise; on CUDA the prior decode, inverse and unpatchify are one CUDA graph."
     def __init__(self, model, batch_size, inverse='teacher', T_pi=1.0, T_sigma=1.0, gamma=1.0, guidance=None, warmup=2):
@@ -157,7 +159,7 @@ class FastSampler:
         with torch.cuda.graph(graph): self.y = self._images()                                      # (B, C, H, W)
         return graph
 
-# %% ../nbs/08_distill.ipynb #42e477b2
+# %% ../nbs/08_distill.ipynb #c8a997b8
 @torch.no_grad()
 def _fast_draw(self, generator=None):
     "Fresh noise into the static buffers, then images (B, C, H, W) in model units: a graph replay on CUDA, eager elsewhere."
