@@ -14,8 +14,8 @@ from farmer_nb.data import FashionMNIST, dequantize, patchify
 from farmer_nb.model import load_model
 from farmer_nb.flow import GraphedInverse
 from farmer_nb.distill import distill, save_student
-from farmer_nb.metrics import sample_quality, load_feature_net, median_time, class_samples
-from farmer_nb.viz import save_image_grid
+from farmer_nb.metrics import load_feature_net, median_time
+from student_quality import teacher_vs_student
 
 def psnr(mse): return 10 * math.log10(4 / mse) if mse > 0 else float('inf')     # peak-to-peak range 2 on [-1, 1]
 
@@ -64,13 +64,7 @@ def main():
         print(row, flush=True); speed.append(row)
         res['speed'] = speed; (out/'results.json').write_text(json.dumps(res, indent=1))
     net = load_feature_net(device=device)
-    quality = {}
-    for name, inv in [('teacher', None), ('student', 'student')]:
-        imgs, labels = class_samples(model, args.n, 1000, 0, inverse=inv)       # the same latents for both inverses
-        quality[name] = sample_quality(imgs, test.images[:args.n], labels, net=net)
-        save_image_grid(imgs[::max(1, len(imgs) // 100)][:100], out/f'samples_{name}.png', nrow=10)
-        print(name, {k: round(v, 4) for k, v in quality[name].items()}, flush=True)
-    res['quality'] = quality
+    res['quality'] = teacher_vs_student(model, args.n, test.images[:args.n], net, 1000, grid_dir=out)
     (out/'results.json').write_text(json.dumps(res, indent=1))
 
 if __name__ == '__main__':

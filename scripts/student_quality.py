@@ -13,6 +13,18 @@ from farmer_nb.data import FashionMNIST
 from farmer_nb.model import load_model, load_pretrained
 from farmer_nb.distill import load_student
 from farmer_nb.metrics import class_samples, sample_quality, load_feature_net
+from farmer_nb.viz import save_image_grid
+
+def teacher_vs_student(model, n, real, net, batch=500, grid_dir=None):
+    "Quality of n samples through the exact inverse and through `model.student`, from the same latents: {'teacher': …, 'student': …}."
+    res = {}
+    for name, inv in [('teacher', None), ('student', 'student')]:
+        t0 = time.perf_counter()
+        imgs, labels = class_samples(model, n, batch, 0, inverse=inv)                        # the same latents for both
+        res[name] = sample_quality(imgs, real, labels, net=net); res[name]['seconds'] = time.perf_counter() - t0
+        if grid_dir is not None: save_image_grid(imgs[::max(1, len(imgs) // 100)][:100], Path(grid_dir)/f'samples_{name}.png', nrow=10)
+        print(name, {k: round(v, 4) for k, v in res[name].items()}, flush=True)
+    return res
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,11 +37,7 @@ def main():
     load_student(model, args.student)
     net, real = load_feature_net(device=dev), FashionMNIST('test', args.data).images[:args.n]
     res = dict(args=vars(args), device=torch.cuda.get_device_name() if dev.type == 'cuda' else platform.processor() or 'cpu')
-    for name, inv in [('teacher', None), ('student', 'student')]:
-        t0 = time.perf_counter()
-        imgs, labels = class_samples(model, args.n, args.batch, 0, inverse=inv)           # the same latents for both
-        res[name] = sample_quality(imgs, real, labels, net=net); res[name]['seconds'] = time.perf_counter() - t0
-        print(name, {k: round(v, 4) for k, v in res[name].items()}, flush=True)
+    res.update(teacher_vs_student(model, args.n, real, net, args.batch))
     res['fid_change'] = res['student']['fid'] / res['teacher']['fid'] - 1
     print(f"student FID {res['fid_change']:+.1%} against the teacher")
     if args.out: Path(args.out).parent.mkdir(parents=True, exist_ok=True); Path(args.out).write_text(json.dumps(res, indent=1))
