@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn as nn
 from .transformer import Transformer
-from .gmm import GMM, GMMHead, NoiseBank, rand, randn
+from .gmm import GMM, GMMHead, NoiseBank, rand, randn, inverse_cdf
 
 # %% ../nbs/04_ar.ipynb #5c4bed73
 class ARPrior(nn.Module):
@@ -100,11 +100,8 @@ def _ar_draw_noise(self, B, generator=None):
 
 def _draw_given(g, u, eps):
     "z (..., d) from mixtures g of batch shape (...) given uniforms u (...) and normals eps (..., d): `GMM.sample`'s arithmetic."
-    shape, K, d = u.shape, g.K, g.d
-    cdf = torch.softmax(g.logits.float(), -1).expand(*shape, K).cumsum(-1)                 # (..., K)
-    k = (u[..., None] * cdf[..., -1:] > cdf).sum(-1).clamp(max=K - 1)                      # (...): inverse CDF
-    pick = lambda t: torch.gather(t.expand(*shape, K, d), -2, k[..., None, None].expand(*shape, 1, d)).squeeze(-2)
-    return pick(g.mu) + torch.exp(pick(g.log_sigma)) * eps.to(g.mu.dtype)
+    probs = torch.softmax(g.logits.float(), -1).expand(*u.shape, g.K)                      # (..., K)
+    return g.draw_at(inverse_cdf(probs, u), eps)
 
 ARPrior.draw_noise = _ar_draw_noise
 

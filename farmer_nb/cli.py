@@ -180,7 +180,6 @@ def cmd_distill(args):
     from farmer_nb.model import load_model
     from farmer_nb.distill import distill
     _positive(args, 'epochs', 'batch_size', 'lr', 'max_steps')
-    if not args.s_max >= 0: raise ValueError(f"--s-max: expected a noise scale >= 0, got {args.s_max}")
     model = load_model(args.model, args.device).eval()
     init = None
     if args.init:
