@@ -6,7 +6,7 @@ Docs: https://farmer-nb.github.io/farmer_nb/train.html.md"""
 
 # %% auto #0
 __all__ = ['lr_factor', 'make_optimizer', 'prepare_batch', 'optimizer_step', 'train_step', 'save_training', 'load_training',
-           'out_of_time', 'fit']
+           'StepTally', 'out_of_time', 'fit']
 
 # %% ../nbs/09_train.ipynb #de3c987a
 import json, math, time, warnings
@@ -25,12 +25,13 @@ def lr_factor(step, total, warmup, min_ratio=0.01):
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * tau))
 
 # %% ../nbs/09_train.ipynb #4beb97f0
-def make_optimizer(model, lr=2e-3, weight_decay=0.03, betas=(0.9, 0.95)):
-    "AdamW with weight decay on parameters of 2+ dimensions only."
+def make_optimizer(model, lr=2e-3, weight_decay=0.03, betas=(0.9, 0.95), fused=None):
+    "AdamW with weight decay on parameters of 2+ dimensions only; fused (one kernel for all tensors) on CPUs and CUDA GPUs unless `fused=False`."
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     other = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    if fused is None: fused = all(p.device.type in ('cpu', 'cuda') for p in decay + other)
     return torch.optim.AdamW([dict(params=decay, weight_decay=weight_decay), dict(params=other, weight_decay=0.0)],
-                             lr=lr, betas=betas)
+                             lr=lr, betas=betas, fused=fused or None)
 
 # %% ../nbs/09_train.ipynb #60618da2
 def prepare_batch(model, x, labels, sigma=None, label_drop=0.0, generator=None):
@@ -41,13 +42,19 @@ def prepare_batch(model, x, labels, sigma=None, label_drop=0.0, generator=None):
     return y, torch.where(drop, torch.full_like(labels, model.cfg.num_classes), labels)
 
 def optimizer_step(net, opt, y, c, grad_clip=1.0, amp_dtype=None):
-    "Mean NLL of (y, c), backward, clip, and an AdamW step only if everything is finite: (loss, grad_norm, applied)."
+    "Mean NLL of (y, c), backward, clip, and an AdamW step only if everything is finite: (loss, grad_norm, applied: a bool, or a bool tensor for a fused AdamW)."
     with torch.autocast(y.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
         loss = net(y, c, validate=False).mean()                                  # nats/dim; data checked in fit
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-    applied = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))            # one host sync per step
+    ok = torch.isfinite(loss) & torch.isfinite(grad_norm)                       # (), on the device
+    if opt.param_groups[0].get('fused'):                                          # skip on the device: no host sync
+        opt.found_inf = (~ok).float()                                             # fused kernels leave everything as it was if 1
+        opt.step(); del opt.found_inf
+        opt.zero_grad(set_to_none=True)                                           # (non-finite) gradients are not kept
+        return loss.detach(), grad_norm.detach(), ok
+    applied = bool(ok)                                                            # other optimizers: one host sync per step
     if applied: opt.step()
     else: opt.zero_grad(set_to_none=True)
     return loss.detach(), grad_norm.detach(), applied
@@ -102,14 +109,41 @@ def load_training(path, model, opt, g, settings, ema=None):
     return loop
 
 # %% ../nbs/09_train.ipynb #f8badc4e
-def _log_record(model, loop, run_loss, gnorm, opt, sigma, steps_per_epoch, images, labels, seconds):
-    "One row of the training log: the window's mean loss (NaN if every step was skipped), bits/dim and health."
-    l = (run_loss / loop['run_n']).item() if loop['run_n'] else float('nan')
+class StepTally:
+    "On-device counts of applied and skipped steps, so that skipping a non-finite step needs no host sync; `sync` reads them and raises once too many were skipped."
+    def __init__(self, device, skipped=0, run_n=0, run_loss=0.0, max_skip_frac=0.05):
+        self.skipped = torch.tensor(skipped, device=device)                      # skipped steps since the run began
+        self.run_n, self.run_loss = torch.tensor(run_n, device=device), torch.tensor(run_loss, device=device)   # this log window's applied steps, summed loss
+        self.first_step, self.first_skipped = torch.tensor(-1, device=device), torch.tensor(-1, device=device)  # when the limit was first passed
+        self.max_skip_frac = max_skip_frac
+
+    def add(self, step, ok, loss):
+        "Count step `step` (1-based) as applied if `ok` (a bool or a bool tensor), with its loss."
+        ok = torch.as_tensor(ok, device=self.skipped.device)
+        self.run_n += ok; self.skipped += ~ok
+        self.run_loss += torch.where(ok, loss.float(), 0.0)
+        over = (self.skipped > max(10, self.max_skip_frac * step)) & (self.first_step < 0)
+        self.first_step = torch.where(over, step, self.first_step)
+        self.first_skipped = torch.where(over, self.skipped, self.first_skipped)
+
+    def sync(self, loop):
+        "Copy the counts into `loop` as host numbers; raise if the skip limit was passed."
+        loop['skipped'], loop['run_n'], loop['run_loss'] = int(self.skipped), int(self.run_n), self.run_loss.item()
+        if self.first_step >= 0:
+            raise RuntimeError(f"training diverged: {int(self.first_skipped)} of {int(self.first_step)} steps had a non-finite loss or "
+                               f"gradient (limit {self.max_skip_frac:.0%}); lower the learning rate or check the data")
+
+    def new_window(self): self.run_n.zero_(); self.run_loss.zero_()
+
+# %% ../nbs/09_train.ipynb #a53646e8
+def _log_record(model, loop, gnorm, opt, sigma, steps_per_epoch, images, labels, seconds):
+    "One row of the training log (after `StepTally.sync`): the window's mean loss (NaN if every step was skipped), bits/dim and health."
+    l = loop['run_loss'] / loop['run_n'] if loop['run_n'] else float('nan')
     return dict(step=loop['step'], epoch=loop['step'] / steps_per_epoch, loss=l, bpd=nll_to_bpd(l), grad_norm=gnorm.item(),
                 lr=opt.param_groups[0]['lr'], skipped=loop['skipped'], sigma=sigma, time=seconds,
                 **model.block_stats(images[:256], None if labels is None else labels[:256]))
 
-# %% ../nbs/09_train.ipynb #a53646e8
+# %% ../nbs/09_train.ipynb #1c632e52
 def _sample_grid(model, step, folder, seed=0):
     "Write a grid of 8 samples per class (or 64 unconditional ones) to folder/samples_STEP.png; the model goes back to training mode."
     from farmer_nb.viz import save_image_grid                                      # lazy: matplotlib
@@ -120,7 +154,14 @@ def _sample_grid(model, step, folder, seed=0):
     model.train()
     return save_image_grid(imgs, Path(folder)/f'samples_{step:07d}.png', nrow=8)
 
-# %% ../nbs/09_train.ipynb #1c632e52
+# %% ../nbs/09_train.ipynb #d9d04692
+def _ema_update(ema, params, applied, weight):
+    "ema ← ema + weight·(params − ema) if `applied` (a bool or a bool tensor): no host sync."
+    d = torch._foreach_sub(params, ema)
+    torch._foreach_mul_(d, torch.as_tensor(applied, device=ema[0].device) * weight)
+    torch._foreach_add_(ema, d)
+
+# %% ../nbs/09_train.ipynb #eefcc4fc
 def out_of_time(t0, seconds, ddp=False, device=None):
     "Whether `seconds` have passed since `t0` (perf_counter); under DDP every process takes the slowest clock's answer."
     late = time.perf_counter() - t0 >= seconds
@@ -129,7 +170,7 @@ def out_of_time(t0, seconds, ddp=False, device=None):
     torch.distributed.all_reduce(flag, torch.distributed.ReduceOp.MAX)
     return bool(flag.item())
 
-# %% ../nbs/09_train.ipynb #d9d04692
+# %% ../nbs/09_train.ipynb #2229b610
 def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_decay=0.03, warmup_steps=None,
         grad_clip=1.0, noise='uniform', sigma_max=0.1, sigma_min=0.005, label_drop=None, amp_dtype=None,
         seed=0, log_every=50, max_skip_frac=0.05, progress=True, max_steps=None,
@@ -164,7 +205,7 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
     loop = dict(step=0, b=steps_per_epoch, perm=None, run_loss=0.0, run_n=0, skipped=0, log=[], seconds=0.0, settings=settings)
     if resume and checkpoint is not None and Path(checkpoint).exists(): loop = load_training(checkpoint, model, opt, g, settings, ema)
     stop = total if stop_at_step is None else min(stop_at_step, total)
-    run_loss, start = torch.tensor(loop['run_loss'], device=device), loop['step']
+    tally, start = StepTally(device, loop['skipped'], loop['run_n'], loop['run_loss'], max_skip_frac), loop['step']
     model.train()
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=start, disable=not progress or rank > 0, desc='train')
@@ -177,31 +218,26 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
         y, c = prepare_batch(model, images[idx], None if labels is None else labels[idx], sigma, label_drop, g)   # global batch
         loss, gnorm, applied = optimizer_step(net, opt, y[share], None if c is None else c[share], grad_clip, amp_dtype)
         loop['step'], loop['b'] = step + 1, loop['b'] + 1; bar.update()
-        if applied:
-            run_loss += loss; loop['run_n'] += 1
-            if ema: torch._foreach_lerp_(ema, params, 1 - min(ema_decay, (1 + step) / (10 + step)))
-        else:
-            loop['skipped'] += 1
-            if loop['skipped'] > max(10, max_skip_frac * loop['step']):
-                raise RuntimeError(f"training diverged: {loop['skipped']} of {loop['step']} steps had a non-finite loss or gradient "
-                                   f"(limit {max_skip_frac:.0%}); lower the learning rate or check the data")
+        tally.add(step + 1, applied, loss)                                         # on the device: no host sync
+        if ema: _ema_update(ema, params, applied, 1 - min(ema_decay, (1 + step) / (10 + step)))
         if loop['step'] % log_every == 0 or loop['step'] == total:
-            if ddp: dist.all_reduce(run_loss); run_loss /= world                      # the mean over all shares
-            rec = _log_record(model, loop, run_loss, gnorm, opt, sigma, steps_per_epoch, images, labels, loop['seconds'] + time.perf_counter() - t0)
+            if ddp: dist.all_reduce(tally.run_loss); tally.run_loss /= world          # the mean over all shares
+            tally.sync(loop)                                                           # the loop's one host sync
+            rec = _log_record(model, loop, gnorm, opt, sigma, steps_per_epoch, images, labels, loop['seconds'] + time.perf_counter() - t0)
             loop['log'].append(rec)
             if log_path is not None and rank == 0:
                 with open(log_path, 'a') as f: f.write(json.dumps(rec) + '\n')
             bar.set_postfix(loss=f"{rec['loss']:.4f}", bpd=f"{rec['bpd']:.3f}", skipped=loop['skipped'])
-            run_loss, loop['run_n'] = torch.zeros((), device=device), 0
+            tally.new_window()
         if sample_every and sample_dir is not None and rank == 0 and loop['step'] % sample_every == 0:
             _sample_grid(model, loop['step'], sample_dir, seed)
         if stop_after is not None and loop['step'] < stop and loop['step'] % 10 == 0 and out_of_time(t0, stop_after, ddp, device):
             stop = loop['step']                                                        # this call's time is up: checkpoint and return
         if checkpoint is not None and (loop['step'] == stop or checkpoint_every and loop['step'] % checkpoint_every == 0):
-            loop['run_loss'] = run_loss.item()
+            tally.sync(loop)
             if rank == 0: save_training(checkpoint, model, opt, g, {**loop, 'seconds': loop['seconds'] + time.perf_counter() - t0}, ema)
             if ddp: dist.barrier()
-    bar.close(); model.eval()
+    bar.close(); model.eval(); tally.sync(loop)
     if device.type == 'cuda': torch.cuda.synchronize()
     secs = time.perf_counter() - t0
     ema_state = None if ema is None else dict(zip([k for k, _ in model.named_parameters()], ema))

@@ -6,6 +6,8 @@ Reports: flow-inverse time (sequential teacher, eager and CUDA graph; student) a
 the whole sampling pipeline with each inverse, the student's reconstruction error against the teacher's
 exact inverse on latents of test images and on prior samples (MSE and PSNR on the [-1, 1] scale), and
 sample quality (classifier FID etc., 10_metrics) of teacher and student samples from the same latents.
+With --synthetic n the student trains on the training images plus n samples of the teacher itself (its AR prior
+and exact inverse), so that it also learns the inverse where the prior's latents fall (beyond Algorithm 2).
 """
 import argparse, json, math, time
 from pathlib import Path
@@ -14,7 +16,7 @@ from farmer_nb.data import FashionMNIST, dequantize, patchify
 from farmer_nb.model import load_model
 from farmer_nb.flow import GraphedInverse
 from farmer_nb.distill import distill, save_student
-from farmer_nb.metrics import load_feature_net, median_time
+from farmer_nb.metrics import load_feature_net, median_time, class_samples
 from student_quality import teacher_vs_student
 
 def psnr(mse): return 10 * math.log10(4 / mse) if mse > 0 else float('inf')     # peak-to-peak range 2 on [-1, 1]
@@ -31,15 +33,23 @@ def main():
     ap.add_argument('--data', default=None)
     ap.add_argument('--out', default='runs/distill')
     ap.add_argument('--half', action='store_true', help='store the student in float16')
+    ap.add_argument('--synthetic', type=int, default=0,
+                    help="also train on this many of the teacher's own samples (prior → exact inverse), a multiple of 10")
     args = ap.parse_args()
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model, device).eval()
     train, test = FashionMNIST('train', args.data), FashionMNIST('test', args.data)
+    images, labels, extra = train.images, train.labels, {}
+    if args.synthetic:                                                        # the student also learns where sampling goes
+        t0 = time.perf_counter()
+        fake, fake_labels = class_samples(model, args.synthetic, 1000, seed=10**6)   # seeds apart from the evaluation's
+        images, labels = torch.cat([images, fake]), torch.cat([labels, fake_labels])
+        extra = dict(synthetic_seconds=time.perf_counter() - t0)
     t0 = time.perf_counter()
-    student, log = distill(model, train.images, train.labels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    student, log = distill(model, images, labels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                            max_steps=args.max_steps, log_every=100)
-    res = dict(args=vars(args), distill_seconds=time.perf_counter() - t0, log=log)
+    res = dict(args=vars(args), distill_seconds=time.perf_counter() - t0, log=log, **extra)
     save_student(model, out/'student.safetensors', dtype=torch.float16 if args.half else None)
     with torch.no_grad():                                                     # reconstruction on test images' latents
         X = patchify(dequantize(test.images[:1000].to(device), 'center'), model.cfg.patch)

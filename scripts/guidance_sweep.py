@@ -20,7 +20,7 @@ from farmer_nb.viz import save_image_grid
 def make_rule(name, w, args):
     if name == 'none': return NoGuidance(T_sigma=args.T_sigma)
     if name == 'naive': return NaiveGuidance(w, T_sigma=args.T_sigma)
-    return Resampling(w, args.s, args.s, T_pi=1.0, T_sigma=args.T_sigma, T_pi_v=args.T_pi_v, T_sigma_v=args.T_sigma_v, T_s=args.T_s)
+    return Resampling(w, args.s, args.s_u or args.s, T_pi=1.0, T_sigma=args.T_sigma, T_pi_v=args.T_pi_v, T_sigma_v=args.T_sigma_v, T_s=args.T_s)
 
 def img_per_s(model, rule, B, reps=3):
     labels = torch.arange(B, device=model.device) % model.cfg.num_classes
@@ -33,6 +33,8 @@ def main():
     ap.add_argument('--w', type=float, nargs='+', default=[0, 0.5, 1, 1.5, 2, 3, 4])
     ap.add_argument('--rules', nargs='+', default=['none', 'naive', 'resampling'])
     ap.add_argument('--s', type=int, default=5, help='candidates per stream for resampling')
+    ap.add_argument('--s-u', type=int, default=None, help='candidates from the unconditional stream (default: --s)')
+    ap.add_argument('--gamma', type=float, default=1.0, help="redundant-std scale γ (paper's Fig. 7), for every rule")
     ap.add_argument('--T-sigma', type=float, default=1.0)
     ap.add_argument('--T-pi-v', type=float, default=0.2)
     ap.add_argument('--T-sigma-v', type=float, default=0.9)
@@ -56,7 +58,7 @@ def main():
     for name in args.rules:
         for w in ([0.0] if name == 'none' else args.w):
             t0 = time.perf_counter()
-            fake, labels = class_samples(model, args.n, args.batch, args.seed, guidance=make_rule(name, w, args))
+            fake, labels = class_samples(model, args.n, args.batch, args.seed, guidance=make_rule(name, w, args), gamma=args.gamma)
             q = sample_quality(fake, real, labels, net=net)
             q.update(rule=name, w=w, sample_seconds=time.perf_counter() - t0, redrawn=model.last_redrawn)
             print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in q.items()}, flush=True)
@@ -64,7 +66,7 @@ def main():
             (out/'results.json').write_text(json.dumps(res, indent=1))
     for name in args.rules:
         best = min((r for r in res['runs'] if r['rule'] == name), key=lambda r: r['fid'])
-        fake, _ = class_samples(model, 100, 100, args.seed, guidance=make_rule(name, best['w'], args))
+        fake, _ = class_samples(model, 100, 100, args.seed, guidance=make_rule(name, best['w'], args), gamma=args.gamma)
         save_image_grid(fake, out/f"samples_{name}_w{best['w']:g}.png", nrow=10)
     for name, w in [] if args.no_speed else [('none', 0.0), ('resampling', 2.0)]:
         for B in (1, args.bench_batch):
