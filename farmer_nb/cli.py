@@ -205,7 +205,7 @@ def bench_train(args):
     torch.manual_seed(args.seed)
     model = build_model(cfg).to(dev).train()
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == 'cuda' else None) if world > 1 else model
-    opt, net = make_optimizer(model), (torch.compile(net) if args.compile else net)
+    opt, net = make_optimizer(model), (torch.compile(net, mode=args.compile) if args.compile else net)
     amp = {'fp32': None, 'bf16': torch.bfloat16}[args.precision]
     rows = []
     for B in args.batches:                                                    # B images per process
@@ -213,13 +213,13 @@ def bench_train(args):
         x = torch.randint(0, 256, (B, *cfg.image_shape), dtype=torch.uint8, device=dev, generator=g)
         c = torch.randint(0, max(cfg.num_classes, 1), (B,), device=dev, generator=g) if cfg.num_classes else None
         step = lambda: optimizer_step(net, opt, *prepare_batch(model, x, c, None, cfg.label_drop, g), 1.0, amp)
-        s = median_time(step, dev, reps=args.reps, warmup=3 + 5 * args.compile)
+        s = median_time(lambda: [step() for _ in range(10)], dev, reps=args.reps, warmup=1 + bool(args.compile)) / 10   # 10 steps back to back
         flops = train_flops(model, B)                                         # per process
         rows.append(dict(what='train step', preset=args.preset, batch=B, processes=world, precision=args.precision, compile=args.compile,
                          ms_per_step=1e3 * s, img_per_s=world * B / s, tflops=flops / s / 1e12, mfu=flops / s / (args.peak_tflops * 1e12)))
         if rank == 0:
             print(f"train {args.preset} batch {B}{f' × {world} processes' if world > 1 else ''} {args.precision}"
-                  f"{' compiled' if args.compile else ''}: {1e3 * s:.1f} ms/step, {world * B / s:,.1f} img/s, "
+                  f"{f' compiled ({args.compile})' if args.compile else ''}: {1e3 * s:.1f} ms/step, {world * B / s:,.1f} img/s, "
                   f"{flops / s / 1e12:.1f} TFLOP/s per device, MFU {100 * rows[-1]['mfu']:.1f} % of {args.peak_tflops:g}", flush=True)
     return rows, rank
 
@@ -294,7 +294,8 @@ def make_parser():
     p.add_argument('--log-every', type=int, default=50, help='steps between rows of OUT/log.jsonl')
     p.add_argument('--sample-every', type=int, default=1000, help='steps between sample grids in OUT/samples/ (0: none)')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'], help='bf16 autocast (flow math stays fp32)')
-    p.add_argument('--compile', action='store_true', help='torch.compile the training step')
+    p.add_argument('--compile', nargs='?', const='default', default=None, metavar='MODE',
+                   help='torch.compile the training step; MODE: default, reduce-overhead (CUDA graphs) or max-autotune')
     p.add_argument('--ema', type=float, default=0.0, help='EMA decay of the weights, e.g. 0.999 (0: off); the saved model is the average')
     p.add_argument('--half', action='store_true', help='store model.safetensors in float16 (half the size, for sharing)')
     p.add_argument('--deterministic', action='store_true', help="PyTorch's deterministic algorithms (same seed, same GPU run; slower)")
@@ -336,7 +337,8 @@ def make_parser():
     p.add_argument('--preset', default='fmnist-small', choices=sorted(PRESETS))
     p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='train: override config fields')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'], help='train: bf16 autocast (flow math stays fp32)')
-    p.add_argument('--compile', action='store_true', help='train: torch.compile the model')
+    p.add_argument('--compile', nargs='?', const='default', default=None, metavar='MODE',
+                   help='train: torch.compile the model; MODE: default, reduce-overhead (CUDA graphs) or max-autotune')
     p.add_argument('--peak-tflops', type=float, default=989.0, help="train: the GPU's dense bf16 peak for MFU (H100/H200 SXM: 989)")
     p.add_argument('--batches', type=int, nargs='+', default=[1, 1024])
     p.add_argument('--reps', type=int, default=5)

@@ -184,7 +184,7 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
     if batch_size % world: raise ValueError(f"batch_size: the global batch {batch_size} must divide into {world} processes")
     share = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None) if ddp else model
-    if compile: net = torch.compile(net)
+    if compile: net = torch.compile(net, mode=compile if isinstance(compile, str) else None)
     check_images(images, model.cfg.image_shape, 'uint8', 'images')
     if labels is not None: labels = check_labels(labels, model.cfg.num_classes, len(images)).to(device)
     if noise not in ('uniform', 'gaussian'): raise ValueError(f"noise: expected 'uniform' or 'gaussian', got {noise!r}")
