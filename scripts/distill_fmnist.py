@@ -26,6 +26,7 @@ def main():
     ap.add_argument('--model', required=True)
     ap.add_argument('--epochs', type=int, default=10)
     ap.add_argument('--lr', type=float, default=1e-3)
+    ap.add_argument('--seed', type=int, default=0, help="the student's data order and noise")
     ap.add_argument('--s-max', type=float, default=0.3, help="noise scale of the student's start: s ~ U[0, s_max] (paper: 0.3)")
     ap.add_argument('--batch-size', type=int, default=256)
     ap.add_argument('--n', type=int, default=10000, help='samples for the quality comparison')
@@ -49,7 +50,7 @@ def main():
         extra = dict(synthetic_seconds=time.perf_counter() - t0)
     t0 = time.perf_counter()
     student, log = distill(model, images, labels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                           max_steps=args.max_steps, log_every=100, s_max=args.s_max)
+                           max_steps=args.max_steps, log_every=100, s_max=args.s_max, seed=args.seed)
     res = dict(args=vars(args), distill_seconds=time.perf_counter() - t0, log=log, **extra)
     save_student(model, out/'student.safetensors', dtype=torch.float16 if args.half else None)
     with torch.no_grad():                                                     # reconstruction on test images' latents
