@@ -57,7 +57,7 @@ def distill_loss(student, teacher_flow, X, y=None, s_max=0.3, generator=None):
     return loss / len(teacher_flow.blocks)
 
 # %% ../nbs/08_distill.ipynb #98951ca7
-def distill(model, images, labels=None, epochs=1, batch_size=256, lr=1e-3, s_max=0.3, sigma=0.005, seed=0,
+def distill(model, images, labels=None, epochs=1, batch_size=256, lr=1e-3, s_max=0.0, sigma=0.005, seed=0,
             log_every=50, progress=True, max_steps=None, init=None):
     "Train a `Student` for `model.flow` on uint8 images (or go on training `init`); attaches it as `model.student` and returns (student, log)."
     check_images(images, model.cfg.image_shape, 'uint8', 'images')

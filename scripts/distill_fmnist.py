@@ -27,7 +27,7 @@ def main():
     ap.add_argument('--epochs', type=int, default=10)
     ap.add_argument('--lr', type=float, default=1e-3)
     ap.add_argument('--seed', type=int, default=0, help="the student's data order and noise")
-    ap.add_argument('--s-max', type=float, default=0.3, help="noise scale of the student's start: s ~ U[0, s_max] (paper: 0.3)")
+    ap.add_argument('--s-max', type=float, default=0.0, help="noise scale of the student's start: s ~ U[0, s_max] (paper: 0.3; 0 distils a better student here)")
     ap.add_argument('--batch-size', type=int, default=256)
     ap.add_argument('--n', type=int, default=10000, help='samples for the quality comparison')
     ap.add_argument('--bench-batch', type=int, default=1024)
