@@ -69,10 +69,12 @@ def test_fit_gaussian_noise_schedule(data):
     assert sig[0] == pytest.approx(0.1) and all(a > b for a, b in zip(sig, sig[1:])) and sig[-1] > 0.005
 
 
-def test_nan_step_is_skipped(data):
-    "A step whose loss is NaN changes neither weights nor AdamW state, reports applied=False; the next step applies."
+@pytest.mark.parametrize('fused', [True, False])
+def test_nan_step_is_skipped(data, fused):
+    "A step whose loss is NaN changes neither weights nor AdamW state, reports applied=False; the next step applies (fused AdamW: decided on the device)."
     model = tiny()
-    opt = make_optimizer(model)
+    opt = make_optimizer(model, fused=fused)
+    assert bool(opt.param_groups[0]['fused']) == fused
     x, labels = data.images[:16], data.labels[:16]
     assert train_step(model, opt, x, labels)[2]                        # one normal step: AdamW has state
     before = snapshot(model, opt)
