@@ -15,17 +15,7 @@ from pathlib import Path
 import torch
 from farmer_nb.model import build_model, get_config
 from farmer_nb.train import make_optimizer, prepare_batch, optimizer_step
-from farmer_nb.metrics import train_flops
-
-
-def timed(step, device, reps, warmup):
-    "Median seconds of `step` over `reps` runs after `warmup` (synchronising around each run)."
-    for _ in range(warmup): step()
-    ts = []
-    for _ in range(reps):
-        torch.cuda.synchronize(device); t = time.perf_counter(); step(); torch.cuda.synchronize(device)
-        ts.append(time.perf_counter() - t)
-    return sorted(ts)[len(ts) // 2]
+from farmer_nb.metrics import train_flops, median_time
 
 
 def throughput(step, device, n):
@@ -73,7 +63,7 @@ def main():
     rows = []
     for name in opts:
         step = stepper(name)
-        median = timed(step, dev, reps=10, warmup=3 + 5 * args.compile)
+        median = median_time(step, dev, reps=10, warmup=3 + 5 * args.compile)
         s = throughput(step, dev, args.steps)
         rows.append(dict(variant=name, batch=args.batch, compile=args.compile, median_ms=1e3 * median, loop_ms=1e3 * s,
                          img_per_s=args.batch / s, tflops=flops / s / 1e12, mfu=flops / s / (args.peak_tflops * 1e12)))
