@@ -123,7 +123,7 @@ def load_student(model, path):
     model.student = student.eval()
     return student
 
-# %% ../nbs/08_distill.ipynb #42e477b2
+# %% ../nbs/08_distill.ipynb #465b9b94
 class FastSampler:
     "`Farmer.sample` for a fixed batch size on pre-drawn noise; on CUDA the prior decode, inverse and unpatchify are one CUDA graph."
     def __init__(self, model, batch_size, inverse='teacher', T_pi=1.0, T_sigma=1.0, gamma=1.0, guidance=None, warmup=2):
@@ -159,7 +159,7 @@ class FastSampler:
         with torch.cuda.graph(graph): self.y = self._images()                                      # (B, C, H, W)
         return graph
 
-# %% ../nbs/08_distill.ipynb #c8a997b8
+# %% ../nbs/08_distill.ipynb #00a5701b
 @torch.no_grad()
 def _fast_draw(self, generator=None):
     "Fresh noise into the static buffers, then images (B, C, H, W) in model units: a graph replay on CUDA, eager elsewhere."

@@ -18,14 +18,6 @@ from farmer_nb.train import make_optimizer, prepare_batch, optimizer_step
 from farmer_nb.metrics import train_flops, median_time
 
 
-def throughput(step, device, n):
-    "Seconds per step over n back-to-back steps (one sync at the end): what a training loop sees."
-    torch.cuda.synchronize(device); t = time.perf_counter()
-    for _ in range(n): step()
-    torch.cuda.synchronize(device)
-    return (time.perf_counter() - t) / n
-
-
 def group(name):
     n = name.lower()
     if any(k in n for k in ('gemm', 'cutlass', 'sm90_xmma', 'cublas', 'matmul', 'nvjet')): return 'matmul'
@@ -64,7 +56,7 @@ def main():
     for name in opts:
         step = stepper(name)
         median = median_time(step, dev, reps=10, warmup=3 + 5 * args.compile)
-        s = throughput(step, dev, args.steps)
+        s = median_time(lambda: [step() for _ in range(args.steps)], dev, reps=1, warmup=0) / args.steps   # back to back, one sync
         rows.append(dict(variant=name, batch=args.batch, compile=args.compile, median_ms=1e3 * median, loop_ms=1e3 * s,
                          img_per_s=args.batch / s, tflops=flops / s / 1e12, mfu=flops / s / (args.peak_tflops * 1e12)))
         print(f"{name:13s} median {1e3 * median:.1f} ms, loop {1e3 * s:.1f} ms/step, {args.batch / s:,.0f} img/s, "
