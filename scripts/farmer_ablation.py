@@ -2,6 +2,7 @@
 
     python scripts/farmer_ablation.py --variants d c b e --epochs 10 --out runs/farmer_ablation
     python scripts/farmer_ablation.py --variants a b c d e --noise gaussian --quality 10000 --out runs/ablation_gauss
+    python scripts/farmer_ablation.py --variants a b c d e --noise gaussian --patch 2 --d-I 2 --out runs/ablation_p2
 
 Variants (all from preset fmnist-cmp, ≈ 3.2 M parameters like tarflow-fmnist):
   b: flow + AR-GMM without split (d_I = d)      c: split, N(0, I) redundant prior
@@ -34,6 +35,8 @@ def main():
     ap.add_argument('--epochs', type=int, default=10)
     ap.add_argument('--noise', default='uniform', choices=['uniform', 'gaussian'], help='training noise')
     ap.add_argument('--quality', type=int, default=0, help='also score this many samples (a multiple of 10)')
+    ap.add_argument('--patch', type=int, default=4, help='patch size of every variant (4: 49 tokens of 16 values; 2: 196 of 4)')
+    ap.add_argument('--d-I', type=int, default=None, help="informative channels of the split variants c, d, e (default: the preset's 4)")
     add_common_args(ap, 'runs/farmer_ablation')
     args = ap.parse_args()
     device, out, (xtr, ytr, xte, yte), env = setup(args)
@@ -41,6 +44,9 @@ def main():
     for v in args.variants:
         name, preset, kw = VARIANTS[v]
         torch.manual_seed(args.seed)
+        kw = {**kw, 'patch': args.patch}
+        if v == 'b': kw['d_I'] = args.patch ** 2                          # no split: every channel is informative
+        elif v != 'a' and args.d_I is not None: kw['d_I'] = args.d_I
         cfg = get_config(preset, **kw)
         model = build_model(cfg).to(device)
         params = sum(p.numel() for p in model.parameters())
