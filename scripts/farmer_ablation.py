@@ -3,6 +3,7 @@
     python scripts/farmer_ablation.py --variants d c b e --epochs 10 --out runs/farmer_ablation
     python scripts/farmer_ablation.py --variants a b c d e --noise gaussian --quality 10000 --out runs/ablation_gauss
     python scripts/farmer_ablation.py --variants a b c d e --noise gaussian --patch 2 --d-I 2 --out runs/ablation_p2
+    python scripts/farmer_ablation.py --variants b c d --noise gaussian --set K_I=64 K_R=128 --out runs/ablation_k64
 
 Variants (all from preset fmnist-cmp, ≈ 3.2 M parameters like tarflow-fmnist):
   b: flow + AR-GMM without split (d_I = d)      c: split, N(0, I) redundant prior
@@ -19,6 +20,7 @@ from farmer_nb.model import build_model, get_config
 from farmer_nb.train import fit
 from farmer_nb.metrics import evaluate_bpd, class_samples, sample_quality
 from farmer_nb.viz import save_image_grid
+from farmer_nb.cli import _overrides
 from runkit import add_common_args, setup
 
 VARIANTS = {
@@ -36,6 +38,7 @@ def main():
     ap.add_argument('--noise', default='uniform', choices=['uniform', 'gaussian'], help='training noise')
     ap.add_argument('--quality', type=int, default=0, help='also score this many samples (a multiple of 10)')
     ap.add_argument('--patch', type=int, default=4, help='patch size of every variant (4: 49 tokens of 16 values; 2: 196 of 4)')
+    ap.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='config overrides of the FARMER variants b-e, e.g. K_I=64')
     ap.add_argument('--d-I', type=int, default=None, help="informative channels of the split variants c, d, e (default: the preset's 4)")
     add_common_args(ap, 'runs/farmer_ablation')
     args = ap.parse_args()
@@ -44,7 +47,7 @@ def main():
     for v in args.variants:
         name, preset, kw = VARIANTS[v]
         torch.manual_seed(args.seed)
-        kw = {**kw, 'patch': args.patch}
+        kw = {**kw, 'patch': args.patch, **({} if v == 'a' else _overrides(preset, args.set))}
         if v == 'b': kw['d_I'] = args.patch ** 2                          # no split: every channel is informative
         elif v != 'a' and args.d_I is not None: kw['d_I'] = args.d_I
         cfg = get_config(preset, **kw)
