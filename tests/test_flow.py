@@ -248,3 +248,14 @@ def test_block_stats():
     stats = flow.block_stats(x)
     assert stats['z2'].shape == (3,) and stats['logdet_per_dim'].shape == (3,)
     assert torch.allclose(stats['logdet_per_dim'].sum() * 6 * 4, flow(x)[1].mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_residual_stream_in_autocast_dtype():
+    "Under autocast the transformer's input (its residual stream) is in the autocast dtype; without autocast it stays fp32."
+    flow = make_flow(num_classes=3)
+    blk, x, y = flow.blocks[0], torch.randn(2, 6, 4), torch.tensor([0, 1])
+    assert blk.embed(x, 0, y).dtype == torch.float32
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert blk.embed(x, 0, y).dtype == torch.bfloat16
+        z, logdet = flow(x, y)
+    assert z.dtype == logdet.dtype == torch.float32
