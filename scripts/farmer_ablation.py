@@ -3,7 +3,7 @@
     python scripts/farmer_ablation.py --variants d c b e --epochs 10 --out runs/farmer_ablation
     python scripts/farmer_ablation.py --variants a b c d e --noise gaussian --quality 10000 --out runs/ablation_gauss
     python scripts/farmer_ablation.py --variants a b c d e --noise gaussian --patch 2 --d-I 2 --out runs/ablation_p2
-    python scripts/farmer_ablation.py --variants b c d --noise gaussian --set K_I=64 K_R=128 --out runs/ablation_k64
+    python scripts/farmer_ablation.py --variants d c e --noise gaussian --d-I 8 --set K_I=128 --out runs/ablation_k128
 
 Variants (all from preset fmnist-cmp, ≈ 3.2 M parameters like tarflow-fmnist):
   b: flow + AR-GMM without split (d_I = d)      c: split, N(0, I) redundant prior
@@ -48,7 +48,7 @@ def main():
         name, preset, kw = VARIANTS[v]
         torch.manual_seed(args.seed)
         kw = {**kw, 'patch': args.patch, **({} if v == 'a' else _overrides(preset, args.set))}
-        if v == 'b': kw['d_I'] = args.patch ** 2                          # no split: every channel is informative
+        if v == 'b': kw['d_I'] = get_config(preset, patch=args.patch).d    # no split: every channel is informative
         elif v != 'a' and args.d_I is not None: kw['d_I'] = args.d_I
         cfg = get_config(preset, **kw)
         model = build_model(cfg).to(device)
