@@ -284,8 +284,9 @@ def make_parser():
     p.add_argument('--minutes', type=float, default=None, help='training time instead of epochs (default: 2 on a CPU, unused on a GPU)')
     p.add_argument('--batch-size', type=int, default=None, help='global batch (default: 256 on a GPU, 64 on a CPU)')
     p.add_argument('--lr', type=float, default=None, help='peak learning rate (warm-up, then cosine); default 2e-3, 3e-4 for fmnist-base')
-    p.add_argument('--noise', default='gaussian', choices=['uniform', 'gaussian'],
-                   help="training noise: FARMER's annealed Gaussian σ 0.1 → 0.005 (default), or uniform dequantization")
+    p.add_argument('--noise', default='gaussian', choices=['uniform', 'gaussian', 'uniform+gaussian'],
+                   help="training noise: FARMER's annealed Gaussian σ 0.1 → 0.005 (default), uniform dequantization, or "
+                        "uniform plus the annealed Gaussian down to 0 (for the best bits/dim)")
     p.add_argument('--test-n', type=int, default=None, help='test images to score (default: all on a GPU, 2000 on a CPU)')
     p.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.safetensors (same settings)')
     p.add_argument('--stop-at-step', type=int, default=None, help='stop with a checkpoint at this step')

@@ -239,7 +239,7 @@ def check_labels(labels, num_classes, batch_size=None, name='labels'):
 
 # %% ../nbs/00_data.ipynb #72290374
 def dequantize(x, mode='uniform', sigma=0.0, generator=None):
-    "uint8 pixels (B, C, H, W) → model units y = (x + u)/128 − 1; `mode` 'uniform', 'center' or 'gaussian' (std `sigma` in y units)."
+    "uint8 pixels (B, C, H, W) → model units y = (x + u)/128 − 1; `mode` 'uniform', 'center', 'gaussian' or 'uniform+gaussian' (std `sigma` in y units)."
     check_images(x)
     lo = x.float() / 128 - 1                                                           # (B, C, H, W), bin lower edges (exact)
     if mode == 'uniform':
@@ -247,7 +247,9 @@ def dequantize(x, mode='uniform', sigma=0.0, generator=None):
         return torch.minimum(lo + torch.rand(x.shape, generator=generator, device=x.device) / 128, hi)
     if mode == 'center': return lo + 0.5 / 128
     if mode == 'gaussian': return lo + 0.5 / 128 + sigma * torch.randn(x.shape, generator=generator, device=x.device)
-    raise ValueError(f"mode: expected 'uniform', 'center' or 'gaussian', got {mode!r}")
+    if mode == 'uniform+gaussian':
+        return dequantize(x, 'uniform', generator=generator) + sigma * torch.randn(x.shape, generator=generator, device=x.device)
+    raise ValueError(f"mode: expected 'uniform', 'center', 'gaussian' or 'uniform+gaussian', got {mode!r}")
 
 def quantize(y):
     "Model units → uint8 pixels: the bin of y, clip(floor(128 y) + 128, 0, 255) (exact in floating point)."
@@ -264,7 +266,7 @@ def noise_sigma(tau, sigma_max=0.1, sigma_min=0.005):
     tau = min(max(float(tau), 0.0), 1.0)
     return sigma_min + (sigma_max - sigma_min) * (1 + math.cos(math.pi * tau)) / 2
 
-# %% ../nbs/00_data.ipynb #9889cec8
+# %% ../nbs/00_data.ipynb #d7c34dda
 def patchify(x, p):
     "Images (B, C, H, W) → tokens (B, N, d): N = HW/p² patches in raster order, each flattened (row, col, channel)."
     if x.ndim != 4: raise ValueError(f"x: expected images (B, C, H, W), got shape {tuple(x.shape)}")
