@@ -91,6 +91,9 @@ def cmd_train(args):
     own = dict(image_shape=tuple(train.images.shape[1:]), num_classes=len(train.classes)) if args.images else {}
     torch.manual_seed(args.seed)
     model = build_model(get_config(args.preset, **{**own, **_overrides(args.preset, args.set)})).to(device)
+    if args.init:                                            # fine-tuning: these weights, a fresh optimizer and schedule
+        if args.resume: raise ValueError("--init: starts a new run from a model's weights; --resume continues a checkpoint, give one of them")
+        model.load_state_dict(load_model(args.init, expect_config=model.cfg).state_dict())
     bs = args.batch_size or (256 if device.type == 'cuda' else 64)
     if bs > len(train.images): raise ValueError(f"--batch-size: {bs} is larger than the dataset ({len(train.images)} training images)")
     spe, max_steps = len(train.images) // bs, None
@@ -135,7 +138,7 @@ def cmd_train(args):
     res = dict(preset=args.preset, overrides=args.set, steps=tr['steps'], batch_size=bs, lr=lr, epochs=tr['steps'] / spe,
                train_seconds=tr['log'][-1]['time'] if tr['log'] else tr['seconds'], img_per_s=tr['img_per_s'], skipped=tr['skipped'],
                test_bpd=r['bpd'], test_bpd_se=r['se'], test_n=r['n'], ema=args.ema, precision=args.precision, half=args.half,
-               test_bpd_last_weights=last and last['bpd'], noise=args.noise,
+               test_bpd_last_weights=last and last['bpd'], noise=args.noise, init=args.init,
                bpd_kind='conditional, uniform dequantization, +ln128', device=str(device), log=tr['log'])
     (out/'results.json').write_text(json.dumps(res, indent=1))
     print(f"sample grid: {grid}\ncheckpoint: {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -289,6 +292,8 @@ def make_parser():
                         "uniform plus the annealed Gaussian down to 0 (for the best bits/dim)")
     p.add_argument('--test-n', type=int, default=None, help='test images to score (default: all on a GPU, 2000 on a CPU)')
     p.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.safetensors (same settings)')
+    p.add_argument('--init', default=None, metavar='MODEL', help="start from this model's weights (same config; a fresh optimizer and "
+                                                                 "schedule): fine-tuning, e.g. with another --noise")
     p.add_argument('--stop-at-step', type=int, default=None, help='stop with a checkpoint at this step')
     p.add_argument('--stop-after', type=float, default=None, help='stop with a checkpoint after this many minutes of training in this call')
     p.add_argument('--checkpoint-every', type=int, default=500, help='steps between checkpoints')

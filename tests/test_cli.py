@@ -15,6 +15,8 @@ CASES = [  # (id, argv, exit code, substring of the message); {tmp} is a fresh f
     ('zero steps',              ['train', '--steps', '0', '--out', '{tmp}'], 1, '--steps: expected a positive number'),
     ('batch larger than data',  ['train', '--images', '{imgs}', '--batch-size', '64', '--steps', '1', '--out', '{tmp}'], 1, 'larger than the dataset'),
     ('missing image folder',    ['train', '--images', '{tmp}/nowhere', '--out', '{tmp}'], 1, 'nowhere'),
+    ('init from another config', ['train', '--preset', 'fmnist-cmp', '--init', '{model}', '--out', '{tmp}'], 1, 'checkpoint is from another config'),
+    ('init and resume together', ['train', '--preset', 'fmnist-cmp', '--init', '{model}', '--resume', '--out', '{tmp}'], 1, '--init: starts a new run'),
     ('non-number option',       ['train', '--epochs', 'ten'], 2, "invalid int value: 'ten'"),
     ('missing model file',      ['sample', '--model', '{tmp}/none.safetensors', '--out', '{tmp}/g.png'], 1, 'none.safetensors'),
     ('corrupted model file',    ['sample', '--model', '{junk}', '--out', '{tmp}/g.png'], 1, 'not a readable safetensors checkpoint'),
@@ -54,3 +56,15 @@ def test_time_budgeted_run_resumes_with_its_plan(tmp_path, capsys):
     second = capsys.readouterr().out
     planned = int(first.split(' steps of batch')[0].rsplit(' ', 1)[1])
     assert f'resuming the {planned} steps planned' in second and 'test bits/dim' in second
+
+def test_init_starts_from_the_given_weights(tmp_path, capsys):
+    "--init loads a model's weights before training: with a vanishing learning rate the trained model is that model."
+    import torch
+    from farmer_nb.model import load_model
+    torch.manual_seed(123)                                                        # weights unlike the run's own seed-0 init
+    src = save_model(build_model(get_config('fmnist-cmp')), tmp_path/'src.safetensors')
+    main(['train', '--preset', 'fmnist-cmp', '--init', str(src), '--steps', '1', '--lr', '1e-12', '--test-n', '20',
+          '--out', str(tmp_path/'run')])
+    a, b = load_model(src).state_dict(), load_model(tmp_path/'run'/'model.safetensors').state_dict()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
+    assert '"init":' in (tmp_path/'run'/'results.json').read_text()
