@@ -205,7 +205,7 @@ def test_dequantize_bad_inputs():
     "dequantize wants uint8 images and a known mode."
     with pytest.raises(TypeError, match='x: expected uint8 pixels'):
         dequantize(torch.zeros(1, 1, 2, 2))
-    with pytest.raises(ValueError, match="mode: expected 'uniform', 'center' or 'gaussian'"):
+    with pytest.raises(ValueError, match=r"mode: expected 'uniform', 'center', 'gaussian' or 'uniform\+gaussian'"):
         dequantize(ALL_PIXELS, 'triangle')
 
 

@@ -119,7 +119,7 @@ def test_fit_argument_checks(data):
     "fit checks its data and options before training."
     with pytest.raises(ValueError, match='batch_size: 128 is larger than the dataset'):
         fit(tiny(), data.images, data.labels, batch_size=128, progress=False)
-    with pytest.raises(ValueError, match="noise: expected 'uniform' or 'gaussian'"):
+    with pytest.raises(ValueError, match=r"noise: expected one of 'uniform', 'gaussian', 'uniform\+gaussian'"):
         fit(tiny(), data.images, data.labels, noise='salt', progress=False)
     with pytest.raises(TypeError, match='images: expected uint8 pixels'):
         fit(tiny(), data.images.float(), data.labels, progress=False)
@@ -189,7 +189,7 @@ def _farmer():
 
 
 @pytest.mark.parametrize('make', [tiny, _farmer], ids=['gaussian-flow', 'farmer'])
-@pytest.mark.parametrize('noise', ['uniform', 'gaussian'])
+@pytest.mark.parametrize('noise', ['uniform', 'gaussian', 'uniform+gaussian'])
 @pytest.mark.parametrize('stop', [1, 4, 6])      # after the first step, on an epoch boundary (4 steps per epoch), mid-epoch
 def test_resume_is_exact(tmp_path, data, make, noise, stop):
     "N steps, stop, resume, the rest: bit-identical weights and log to the straight run (CPU)."
