@@ -277,6 +277,7 @@ def _common(p, out=None):
 def make_parser():
     "The argument parser of the `farmer` command."
     from farmer_nb.model import PRESETS
+    from farmer_nb.train import NOISES
     ap = argparse.ArgumentParser(prog='farmer', description='FARMER on Fashion-MNIST: train, sample, evaluate, distil, benchmark.')
     sub = ap.add_subparsers(dest='command', required=True)
     p = sub.add_parser('train', help='train a model (resumable; torchrun for several GPUs)')
@@ -287,7 +288,7 @@ def make_parser():
     p.add_argument('--minutes', type=float, default=None, help='training time instead of epochs (default: 2 on a CPU, unused on a GPU)')
     p.add_argument('--batch-size', type=int, default=None, help='global batch (default: 256 on a GPU, 64 on a CPU)')
     p.add_argument('--lr', type=float, default=None, help='peak learning rate (warm-up, then cosine); default 2e-3, 3e-4 for fmnist-base')
-    p.add_argument('--noise', default='gaussian', choices=['uniform', 'gaussian', 'uniform+gaussian'],
+    p.add_argument('--noise', default='gaussian', choices=NOISES,
                    help="training noise: FARMER's annealed Gaussian σ 0.1 → 0.005 (default), uniform dequantization, or "
                         "uniform plus the annealed Gaussian down to 0 (for the best bits/dim)")
     p.add_argument('--test-n', type=int, default=None, help='test images to score (default: all on a GPU, 2000 on a CPU)')
