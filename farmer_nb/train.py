@@ -48,13 +48,16 @@ def optimizer_step(net, opt, y, c, grad_clip=1.0, amp_dtype=None):
         loss = net(y, c, validate=False).mean()                                  # nats/dim; data checked in fit
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-    ok = torch.isfinite(loss) & torch.isfinite(grad_norm)                       # (), on the device
-    if opt.param_groups[0].get('fused'):                                          # skip on the device: no host sync
+    if opt.param_groups[0].get('fused'):                                          # clip and skip inside the kernel: no host sync
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in net.parameters() if p.grad is not None])
+        ok = torch.isfinite(loss) & torch.isfinite(grad_norm)                   # (), on the device
+        opt.grad_scale = torch.clamp((grad_norm + 1e-6) / grad_clip, min=1.0)   # gradients ÷ this = clip_grad_norm_'s result
         opt.found_inf = (~ok).float()                                             # fused kernels leave everything as it was if 1
-        opt.step(); del opt.found_inf
-        opt.zero_grad(set_to_none=True)                                           # (non-finite) gradients are not kept
+        opt.step(); del opt.grad_scale, opt.found_inf
+        opt.zero_grad(set_to_none=True)                                           # (unclipped, maybe non-finite) gradients are not kept
         return loss.detach(), grad_norm.detach(), ok
+    grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    ok = torch.isfinite(loss) & torch.isfinite(grad_norm)
     applied = bool(ok)                                                            # other optimizers: one host sync per step
     if applied: opt.step()
     else: opt.zero_grad(set_to_none=True)
@@ -64,7 +67,7 @@ def train_step(model, opt, x, labels, sigma=None, label_drop=0.0, grad_clip=1.0,
     "One AdamW step on uint8 images x (B, C, H, W); returns (loss, grad_norm, applied)."
     return optimizer_step(model, opt, *prepare_batch(model, x, labels, sigma, label_drop, generator), grad_clip, amp_dtype)
 
-# %% ../nbs/09_train.ipynb #5ef06ad7
+# %% ../nbs/09_train.ipynb #fc3c6cab
 def save_training(path, model, opt, g, loop, ema=None):
     "Write a resumable training checkpoint: weights, AdamW state, EMA weights, the loop's position and log, and every RNG state."
     tensors = state_tensors(model, prefix='model.')
@@ -80,7 +83,7 @@ def save_training(path, model, opt, g, loop, ema=None):
             'loop': json.dumps({k: v for k, v in loop.items() if k != 'perm'})}
     return write_tensors(path, tensors, meta)
 
-# %% ../nbs/09_train.ipynb #80269cd0
+# %% ../nbs/09_train.ipynb #f8badc4e
 def load_training(path, model, opt, g, settings, ema=None):
     "Restore `save_training`'s checkpoint into model, opt, g (and `ema`), after checking class, config and `settings`; returns the loop state."
     tensors, meta = read_tensors(path, ('farmer_nb.train/1',))
@@ -109,7 +112,7 @@ def load_training(path, model, opt, g, settings, ema=None):
     loop['perm'] = tensors['loop.perm'].to(g.device)
     return loop
 
-# %% ../nbs/09_train.ipynb #f8badc4e
+# %% ../nbs/09_train.ipynb #1c632e52
 class StepTally:
     "On-device counts of applied and skipped steps, so that skipping a non-finite step needs no host sync; `sync` reads them and raises once too many were skipped."
     def __init__(self, device, skipped=0, run_n=0, run_loss=0.0, max_skip_frac=0.05):
@@ -136,7 +139,7 @@ class StepTally:
 
     def new_window(self): self.run_n.zero_(); self.run_loss.zero_()
 
-# %% ../nbs/09_train.ipynb #a53646e8
+# %% ../nbs/09_train.ipynb #d9d04692
 def _log_record(model, loop, gnorm, opt, sigma, steps_per_epoch, images, labels, seconds):
     "One row of the training log (after `StepTally.sync`): the window's mean loss (NaN if every step was skipped), bits/dim and health."
     l = loop['run_loss'] / loop['run_n'] if loop['run_n'] else float('nan')
@@ -144,7 +147,7 @@ def _log_record(model, loop, gnorm, opt, sigma, steps_per_epoch, images, labels,
                 lr=opt.param_groups[0]['lr'], skipped=loop['skipped'], sigma=sigma, time=seconds,
                 **model.block_stats(images[:256], None if labels is None else labels[:256]))
 
-# %% ../nbs/09_train.ipynb #1c632e52
+# %% ../nbs/09_train.ipynb #eefcc4fc
 def _sample_grid(model, step, folder, seed=0):
     "Write a grid of 8 samples per class (or 64 unconditional ones) to folder/samples_STEP.png; the model goes back to training mode."
     from farmer_nb.viz import save_image_grid                                      # lazy: matplotlib
@@ -155,14 +158,14 @@ def _sample_grid(model, step, folder, seed=0):
     model.train()
     return save_image_grid(imgs, Path(folder)/f'samples_{step:07d}.png', nrow=8)
 
-# %% ../nbs/09_train.ipynb #d9d04692
+# %% ../nbs/09_train.ipynb #2229b610
 def _ema_update(ema, params, applied, weight):
     "ema ← ema + weight·(params − ema) if `applied` (a bool or a bool tensor): no host sync."
     d = torch._foreach_sub(params, ema)
     torch._foreach_mul_(d, torch.as_tensor(applied, device=ema[0].device) * weight)
     torch._foreach_add_(ema, d)
 
-# %% ../nbs/09_train.ipynb #eefcc4fc
+# %% ../nbs/09_train.ipynb #70d49fb4
 def out_of_time(t0, seconds, ddp=False, device=None):
     "Whether `seconds` have passed since `t0` (perf_counter); under DDP every process takes the slowest clock's answer."
     late = time.perf_counter() - t0 >= seconds
@@ -171,7 +174,7 @@ def out_of_time(t0, seconds, ddp=False, device=None):
     torch.distributed.all_reduce(flag, torch.distributed.ReduceOp.MAX)
     return bool(flag.item())
 
-# %% ../nbs/09_train.ipynb #2229b610
+# %% ../nbs/09_train.ipynb #a9f2552b
 NOISES = ('uniform', 'gaussian', 'uniform+gaussian')                              # the training-noise modes of `fit`
 
 def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_decay=0.03, warmup_steps=None,

@@ -6,7 +6,7 @@ import torch
 
 from farmer_nb.data import SyntheticImages, dequantize
 from farmer_nb.model import GaussianFlow, get_config
-from farmer_nb.train import fit, lr_factor, make_optimizer, train_step
+from farmer_nb.train import fit, lr_factor, make_optimizer, prepare_batch, train_step
 
 
 def tiny(seed=0, **kw):
@@ -234,3 +234,22 @@ def test_training_checkpoint_loads_as_model(tmp_path, data):
     assert out['finished'] and ck.exists()
     back = load_model(ck)
     assert all(torch.equal(v, w) for v, w in zip(m.state_dict().values(), back.state_dict().values()))
+
+
+def test_fused_step_clips_like_clip_grad_norm(data):
+    "The fused path divides gradients by max(1, |g|/clip) inside AdamW: the same weights as clip_grad_norm_ then a step, with clipping active."
+    def run(plain, clip=0.02, steps=4):
+        model = tiny(); opt = make_optimizer(model)
+        g = torch.Generator().manual_seed(0)
+        for i in range(steps):
+            x, labels = data.images[16 * i:16 * (i + 1)], data.labels[16 * i:16 * (i + 1)]
+            if plain:
+                y, c = prepare_batch(model, x, labels, generator=g)
+                opt.zero_grad(); model(y, c).mean().backward()
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip); opt.step()
+            else: norm = train_step(model, opt, x, labels, grad_clip=clip, generator=g)[1]
+            assert norm > clip                                           # every step is clipped
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+    a, b = run(False), run(True)
+    start = torch.cat([p.detach().flatten() for p in tiny().parameters()])
+    assert torch.allclose(a, b, atol=1e-6) and (a - start).abs().max() > 1e-3   # same weights, and they moved

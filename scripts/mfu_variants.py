@@ -1,0 +1,77 @@
+"""A/B of training-step options on the paper-shaped flow: each variant runs `farmer bench train` in a fresh process.
+
+    python scripts/mfu_variants.py --out runs/mfu_variants                  # every variant, batch 64, bf16, reduce-overhead
+    python scripts/mfu_variants.py --variants folded tune --budget 300     # some of them, within 5 minutes
+
+Variants (one change each, against `folded`, the library's default):
+  folded       the library: `optimizer_step` hands the clip factor max(1, |g|/c) to the fused AdamW as its grad_scale
+  clip-pass    gradient clipping as a pass of its own (`clip_grad_norm_`), then the fused AdamW (the library before)
+  flash        SDPA's flash-attention backend instead of cuDNN's
+  tune         Inductor's coordinate-descent tuning of the kernels it generates (block sizes, warps)
+Prints one line per variant, writes <variant>.json (the bench's rows) and summary.json into --out. A variant
+that does not finish within the time left is reported as such and the rest are skipped.
+"""
+import argparse, json, subprocess, sys, time
+from pathlib import Path
+
+VARIANTS = ('folded', 'clip-pass', 'flash', 'tune')
+
+
+def clip_pass_step(net, opt, y, c, grad_clip=1.0, amp_dtype=None):
+    "The training step with clipping as its own pass over the gradients, then the fused AdamW (skipping on the device)."
+    import torch
+    with torch.autocast(y.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+        loss = net(y, c, validate=False).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    ok = torch.isfinite(loss) & torch.isfinite(grad_norm)
+    opt.found_inf = (~ok).float()
+    opt.step(); del opt.found_inf
+    opt.zero_grad(set_to_none=True)
+    return loss.detach(), grad_norm.detach(), ok
+
+
+def run_variant(args):
+    "In the child process: apply the variant's change, then run the benchmark."
+    import torch, farmer_nb.train
+    if args.variant == 'clip-pass': farmer_nb.train.optimizer_step = clip_pass_step
+    if args.variant == 'flash': torch.backends.cuda.enable_cudnn_sdp(False)
+    if args.variant == 'tune': torch._inductor.config.coordinate_descent_tuning = True
+    from farmer_nb.cli import main as farmer
+    farmer(['bench', 'train', '--preset', args.preset, '--precision', 'bf16', '--compile', args.compile,
+            '--batches', str(args.batch), '--reps', str(args.reps), '--out', str(Path(args.out)/f'{args.variant}.json')])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--variants', nargs='+', choices=VARIANTS, default=list(VARIANTS))
+    ap.add_argument('--preset', default='imagenet256-p16-flow8')
+    ap.add_argument('--batch', type=int, default=64)
+    ap.add_argument('--compile', default='reduce-overhead')
+    ap.add_argument('--reps', type=int, default=5)
+    ap.add_argument('--budget', type=float, default=560, help='seconds for all variants together')
+    ap.add_argument('--out', default='runs/mfu_variants')
+    ap.add_argument('--variant', default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.variant: return run_variant(args)
+    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    t0, summary = time.perf_counter(), []
+    for v in args.variants:
+        left = args.budget - (time.perf_counter() - t0)
+        if left < 30: summary.append(dict(variant=v, status='not run: out of time')); continue
+        cmd = [sys.executable, __file__, '--variant', v, '--preset', args.preset, '--batch', str(args.batch),
+               '--compile', args.compile, '--reps', str(args.reps), '--out', str(out)]
+        t = time.perf_counter()
+        try: rc = subprocess.run(cmd, timeout=left).returncode
+        except subprocess.TimeoutExpired: rc = 'timeout'
+        row = dict(variant=v, status='ok' if rc == 0 else f'failed ({rc})', seconds=round(time.perf_counter() - t, 1))
+        if rc == 0: row.update(json.loads((out/f'{v}.json').read_text())['rows'][0])
+        summary.append(row)
+        print(f"== {v}: " + (f"{row['ms_per_step']:.1f} ms/step, MFU {100 * row['mfu']:.1f} %" if rc == 0 else row['status'])
+              + f" ({row['seconds']} s with compilation)", flush=True)
+        (out/'summary.json').write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == '__main__':
+    main()
