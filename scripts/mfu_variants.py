@@ -8,13 +8,17 @@ Variants (one change each, against `folded`, the library's default):
   clip-pass    gradient clipping as a pass of its own (`clip_grad_norm_`), then the fused AdamW (the library before)
   flash        SDPA's flash-attention backend instead of cuDNN's
   tune         Inductor's coordinate-descent tuning of the kernels it generates (block sizes, warps)
+  tune-pointwise  tune, and Inductor's autotuning of pointwise kernels (max_autotune_pointwise)
+  regional-ma  no whole-model compile: each transformer layer compiled on its own with mode 'max-autotune'
+               (Triton matmul templates that can fuse GELU and bias into the matmul; all 32 layers share one
+               compiled graph, so autotuning runs once per matmul shape)
 Prints one line per variant, writes <variant>.json (the bench's rows) and summary.json into --out. A variant
 that does not finish within the time left is reported as such and the rest are skipped.
 """
 import argparse, json, subprocess, sys, time
 from pathlib import Path
 
-VARIANTS = ('folded', 'clip-pass', 'flash', 'tune')
+VARIANTS = ('folded', 'clip-pass', 'flash', 'tune', 'tune-pointwise', 'regional-ma')
 
 
 def clip_pass_step(net, opt, y, c, grad_clip=1.0, amp_dtype=None):
@@ -37,9 +41,22 @@ def run_variant(args):
     import torch, farmer_nb.train
     if args.variant == 'clip-pass': farmer_nb.train.optimizer_step = clip_pass_step
     if args.variant == 'flash': torch.backends.cuda.enable_cudnn_sdp(False)
-    if args.variant == 'tune': torch._inductor.config.coordinate_descent_tuning = True
+    if args.variant.startswith('tune'): torch._inductor.config.coordinate_descent_tuning = True
+    if args.variant == 'tune-pointwise': torch._inductor.config.max_autotune_pointwise = True
+    compile_args = ['--compile', args.compile]
+    if args.variant == 'regional-ma':
+        import farmer_nb.model
+        from farmer_nb.transformer import Block
+        torch._dynamo.config.cache_size_limit = torch._dynamo.config.recompile_limit = 64
+        build = farmer_nb.model.build_model
+        def build_regional(cfg):
+            model = build(cfg)
+            for m in model.modules():
+                if isinstance(m, Block): m.compile(mode='max-autotune')
+            return model
+        farmer_nb.model.build_model, compile_args = build_regional, []
     from farmer_nb.cli import main as farmer
-    farmer(['bench', 'train', '--preset', args.preset, '--precision', 'bf16', '--compile', args.compile,
+    farmer(['bench', 'train', '--preset', args.preset, '--precision', 'bf16', *compile_args,
             '--batches', str(args.batch), '--reps', str(args.reps), '--out', str(Path(args.out)/f'{args.variant}.json')])
 
 
