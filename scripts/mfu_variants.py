@@ -2,6 +2,7 @@
 
     python scripts/mfu_variants.py --out runs/mfu_variants                  # every variant, batch 64, bf16, reduce-overhead
     python scripts/mfu_variants.py --variants folded tune --budget 300     # some of them, within 5 minutes
+    python scripts/mfu_variants.py --compile none --preset tarflow-tiny --batch 8 --device cpu   # a smoke test, eager
 
 Variants (one change each, against `folded`, the library's default):
   folded       the library: `optimizer_step` hands the clip factor max(1, |g|/c) to the fused AdamW as its grad_scale
@@ -9,6 +10,8 @@ Variants (one change each, against `folded`, the library's default):
   flash        SDPA's flash-attention backend instead of cuDNN's
   tune         Inductor's coordinate-descent tuning of the kernels it generates (block sizes, warps)
   tune-pointwise  tune, and Inductor's autotuning of pointwise kernels (max_autotune_pointwise)
+  fp32-residual  the flow trunk's residual stream in fp32 (`farmer_nb.flow.amp_residual` as the identity), as
+               before it was kept in the autocast dtype
   regional-ma  no whole-model compile: each transformer layer compiled on its own with mode 'max-autotune'
                (Triton matmul templates that can fuse GELU and bias into the matmul; all 32 layers share one
                compiled graph, so autotuning runs once per matmul shape)
@@ -18,7 +21,7 @@ that runs out of the time left is reported as such; one with less than 30 s left
 import argparse, json, subprocess, sys, time
 from pathlib import Path
 
-VARIANTS = ('folded', 'clip-pass', 'flash', 'tune', 'tune-pointwise', 'regional-ma')
+VARIANTS = ('folded', 'clip-pass', 'flash', 'tune', 'tune-pointwise', 'fp32-residual', 'regional-ma')
 
 
 def clip_pass_step(net, opt, y, c, grad_clip=1.0, amp_dtype=None):
@@ -38,13 +41,14 @@ def clip_pass_step(net, opt, y, c, grad_clip=1.0, amp_dtype=None):
 
 def run_variant(args):
     "In the child process: apply the variant's change, then run the benchmark."
-    import torch, farmer_nb.train
+    import torch, farmer_nb.train, farmer_nb.flow
     if args.variant == 'clip-pass': farmer_nb.train.optimizer_step = clip_pass_step
+    if args.variant == 'fp32-residual': farmer_nb.flow.amp_residual = lambda h: h
     if args.variant == 'flash':                                   # the backend is chosen while tracing: no cached graphs
         torch.backends.cuda.enable_cudnn_sdp(False); torch._inductor.config.force_disable_caches = True
     if args.variant.startswith('tune'): torch._inductor.config.coordinate_descent_tuning = True
     if args.variant == 'tune-pointwise': torch._inductor.config.max_autotune_pointwise = True
-    compile_args = ['--compile', args.compile]
+    compile_args = [] if args.compile == 'none' else ['--compile', args.compile]
     if args.variant == 'regional-ma':
         import farmer_nb.model
         from farmer_nb.transformer import Block
@@ -57,7 +61,7 @@ def run_variant(args):
             return model
         farmer_nb.model.build_model, compile_args = build_regional, []
     from farmer_nb.cli import main as farmer
-    farmer(['bench', 'train', '--preset', args.preset, '--precision', 'bf16', *compile_args,
+    farmer(['bench', 'train', '--preset', args.preset, '--precision', 'bf16', *compile_args, '--device', args.device,
             '--batches', str(args.batch), '--reps', str(args.reps), '--out', str(Path(args.out)/f'{args.variant}.json')])
 
 
@@ -66,7 +70,8 @@ def main():
     ap.add_argument('--variants', nargs='+', choices=VARIANTS, default=list(VARIANTS))
     ap.add_argument('--preset', default='imagenet256-p16-flow8')
     ap.add_argument('--batch', type=int, default=64)
-    ap.add_argument('--compile', default='reduce-overhead')
+    ap.add_argument('--compile', default='reduce-overhead', help="torch.compile mode, or 'none' for eager")
+    ap.add_argument('--device', default='cuda')
     ap.add_argument('--reps', type=int, default=5)
     ap.add_argument('--budget', type=float, default=560, help='seconds for all variants together')
     ap.add_argument('--out', default='runs/mfu_variants')
@@ -79,7 +84,7 @@ def main():
         left = args.budget - (time.perf_counter() - t0)
         if left < 30: summary.append(dict(variant=v, status='not run: out of time')); continue
         cmd = [sys.executable, __file__, '--variant', v, '--preset', args.preset, '--batch', str(args.batch),
-               '--compile', args.compile, '--reps', str(args.reps), '--out', str(out)]
+               '--compile', args.compile, '--device', args.device, '--reps', str(args.reps), '--out', str(out)]
         t = time.perf_counter()
         try: rc = subprocess.run(cmd, timeout=left).returncode
         except subprocess.TimeoutExpired: rc = 'timeout'
