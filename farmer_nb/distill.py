@@ -144,9 +144,7 @@ class FastSampler:
         "Static labels and noise → images (B, C, H, W) in model units, as `Farmer.sample` computes them: the captured part."
         m = self.model
         z_I, z_R = m.prior.sample_from_noise(self.c, self.noise, *self.temps)
-        z = permute_tokens(m.split.merge(z_I, z_R), m.final_reverse)                                # (B, N, d)
-        if m.mixing is not None: z = m.mixing.inverse(z)
-        return unpatchify(self.inverse(z, self.c), m.cfg.patch, m.cfg.image_shape)
+        return unpatchify(self.inverse(m.unlatent(z_I, z_R), self.c), m.cfg.patch, m.cfg.image_shape)
 
     @torch.no_grad()
     def _capture(self, warmup):

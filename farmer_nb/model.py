@@ -19,7 +19,7 @@ import torch.nn as nn
 from .data import check_images, check_labels, dequantize, quantize, nll_to_bpd, patchify, unpatchify
 from .flow import AutoregressiveFlow, permute_tokens
 from .ar import ARPrior
-from .split import ChannelSplit, ChannelMixing
+from .split import ChannelSplit, ChannelMixing, TokenBasis, ChannelCoupling
 from .gmm import NoiseBank, randn
 
 # %% ../nbs/06_model.ipynb #2349406f
@@ -89,6 +89,8 @@ class FarmerConfig(_Sizes):
     split: str = 'contiguous'          # 'contiguous' or 'strided' informative channels
     redundant: str = 'gmm'             # 'gmm' (FARMER) or 'normal' (JetFormer)
     mixing: bool = False               # learned invertible channel mixing before the split (extension)
+    basis: str = 'pixel'               # channels the split sees: 'pixel' (the flow's own) or 'dct' (05_split)
+    coupling: int = 0                  # hidden width of the coupling of Z^R on its own token's Z^I; 0: none
     final_permute: bool = True         # AR reads tokens opposite to the last AF block
 
     def __post_init__(self):
@@ -101,6 +103,10 @@ class FarmerConfig(_Sizes):
         if self.ar_width % self.head_dim: raise ValueError(f"{n}: ar_width {self.ar_width} is not a multiple of head_dim {self.head_dim}")
         if self.split not in ('contiguous', 'strided'): raise ValueError(f"{n}.split: expected 'contiguous' or 'strided', got {self.split!r}")
         if self.redundant not in ('gmm', 'normal'): raise ValueError(f"{n}.redundant: expected 'gmm' or 'normal', got {self.redundant!r}")
+        if self.basis not in ('pixel', 'dct'):
+            raise ValueError(f"{n}.basis: expected 'pixel' or 'dct', got {self.basis!r}")
+        if self.coupling < 0:
+            raise ValueError(f"{n}.coupling: expected a hidden width >= 0 (0: no coupling), got {self.coupling}")
 
 # %% ../nbs/06_model.ipynb #51d36238
 PRESETS = {
@@ -111,6 +117,14 @@ PRESETS = {
     'fmnist-base': (FarmerConfig, dict(n_blocks=8, depth=4, width=256, ar_width=384, ar_depth=6, M=16, d_I=6, K_I=32, K_R=64)),
     'farmer-tiny': (FarmerConfig, dict(image_shape=(1, 8, 8), patch=2, n_blocks=2, depth=1, width=32, head_dim=16, num_classes=4,
                                        ar_width=32, ar_depth=1, M=2, d_I=2, K_I=3, K_R=2)),
+    'emoji64-p8': (FarmerConfig, dict(image_shape=(3, 64, 64), patch=8, num_classes=9, ar_width=192, ar_depth=3, M=16,
+                                      d_I=32, K_I=32, K_R=64, basis='dct', coupling=256)),      # 64 tokens × 192: 9.7 M
+    'emoji64-p16': (FarmerConfig, dict(image_shape=(3, 64, 64), patch=16, width=256, num_classes=9, ar_width=192, ar_depth=3,
+                                       M=16, d_I=128, K_I=64, K_R=64, basis='dct', coupling=256)),   # 16 tokens × 768: 38 M
+    'tarflow-emoji64-p8': (GaussianFlowConfig, dict(image_shape=(3, 64, 64), patch=8, n_blocks=10, depth=2, width=192,
+                                                    num_classes=9)),                          # 10.2 M, for emoji64-p8
+    'tarflow-emoji64-p16': (GaussianFlowConfig, dict(image_shape=(3, 64, 64), patch=16, n_blocks=8, depth=3, width=320,
+                                                     num_classes=9)),                         # 35.6 M, for emoji64-p16
     'imagenet256-p16-flow8': (GaussianFlowConfig, dict(image_shape=(3, 256, 256), patch=16, n_blocks=8, depth=4, width=768,
                                                       num_classes=1000)),   # the paper-shaped flow of the speed benchmarks
     'imagenet256-p16': (FarmerConfig, dict(image_shape=(3, 256, 256), patch=16, n_blocks=28, depth=4, width=768, num_classes=1000,
@@ -201,22 +215,40 @@ class Farmer(DensityModel):
         super().__init__()
         self.cfg = cfg
         self.flow = AutoregressiveFlow(cfg.d, cfg.N, cfg.n_blocks, cfg.width, cfg.depth, cfg.head_dim, num_classes=0, clip=cfg.clip)
+        self.basis = TokenBasis(cfg.patch, cfg.image_shape[0]) if cfg.basis == 'dct' else None
         self.mixing = ChannelMixing(cfg.d) if cfg.mixing else None
         self.split = ChannelSplit(cfg.d, cfg.d_I, cfg.split)
         self.prior = ARPrior(cfg.N, cfg.d_I, cfg.d - cfg.d_I, cfg.num_classes, cfg.ar_width, cfg.ar_depth, cfg.head_dim,
                              cfg.M, cfg.K_I, cfg.K_R, cfg.redundant)
+        d_R = cfg.d - cfg.d_I
+        self.coupling = ChannelCoupling(cfg.N, cfg.d_I, d_R, cfg.coupling, cfg.clip) if cfg.coupling and d_R else None
         self.final_reverse = cfg.final_permute and cfg.n_blocks % 2 == 1   # block n read forwards → the AR reads backwards
 
     def _null(self, c, B):
         return c if c is not None else torch.zeros(B, dtype=torch.long, device=self.device)   # num_classes = 0: row 0 is the null label
 
     def latent(self, X):
-        "Tokens X (B, N, d) → (Z^I, Z^R, log|det| (B,)): flow, mixing, final permutation, split."
-        z, logdet = self.flow(X)
-        if self.mixing is not None:
-            z, ld = self.mixing(z); logdet = logdet + ld
-        z_I, z_R = self.split.split(permute_tokens(z, self.final_reverse))
+        "Tokens X (B, N, d) → (Z^I, Z^R, log|det| (B,)): flow, basis, mixing, final permutation, split, coupling."
+        z, logdet = self.flow(X)                                                  # (B, N, d), (B,)
+        for f in (self.basis, self.mixing):
+            if f is not None:
+                z, ld = f(z)
+                logdet = logdet + ld
+        z_I, z_R = self.split.split(permute_tokens(z, self.final_reverse))       # (B, N, d_I), (B, N, d_R)
+        if self.coupling is not None:
+            z_R, ld = self.coupling(z_I, z_R)
+            logdet = logdet + ld
         return z_I, z_R, logdet
+
+    def unlatent(self, z_I, z_R):
+        "(Z^I, Z^R) → the flow's latent Z (B, N, d): `latent` after the flow, run backwards."
+        if self.coupling is not None:
+            z_R = self.coupling.inverse(z_I, z_R)
+        z = permute_tokens(self.split.merge(z_I, z_R), self.final_reverse)       # (B, N, d)
+        for f in (self.mixing, self.basis):
+            if f is not None:
+                z = f.inverse(z)
+        return z
 
     def nll(self, y, labels=None, label_drop=0.0, validate=True):
         "Negative log-density of images y (B, C, H, W) in model units, in nats per dimension: (B,)."
@@ -243,8 +275,7 @@ def _farmer_sample_latent(self, c, B, generator=None, T_pi=1.0, T_sigma=1.0, gam
     "Draw a latent Z (B, N, d) from the AR prior (temperatures T_pi, T_sigma; redundant std × gamma; a `guidance` rule of `07_guidance`)."
     if guidance is not None and self.cfg.num_classes == 0: raise ValueError("guidance: needs a class-conditional model")
     z_I, z_R = self.prior.sample(self._null(c, B), T_pi, T_sigma, gamma, generator, rule=guidance)
-    z = permute_tokens(self.split.merge(z_I, z_R), self.final_reverse)
-    return self.mixing.inverse(z) if self.mixing is not None else z
+    return self.unlatent(z_I, z_R)
 
 Farmer.sample_latent = _farmer_sample_latent
 

@@ -9,6 +9,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # 1-2. Data, Chromium for the docs tests, and the Python environment (with the docs tools).
 APT_PACKAGES="dataset-fashion-mnist chromium" EXTRAS="dev,docs" . scripts/setup.sh
 
+# 2b. Emoji64, the colour dataset (two npm tarballs, 136 MB, fetched once with npm and decoded into a cache, ~30 s);
+#     without npm the tests that need the real images are skipped.
+if command -v npm >/dev/null; then
+  python -c "from farmer_nb.data import load_emoji64; load_emoji64()" \
+    || echo "note: could not fetch Emoji64; tests that need it are skipped"
+fi
+
 # 3. Notebooks are the source: they must be clean, and the library exactly what nbdev exports.
 if git rev-parse --git-dir >/dev/null 2>&1; then
   nbdev-clean; if compgen -G "tutorials/*.ipynb" >/dev/null; then nbdev-clean --fname tutorials; fi

@@ -517,3 +517,73 @@ def test_check_labels_returns_long():
     "Valid integer labels of any integer dtype come back as int64."
     out = check_labels(torch.tensor([0, 3], dtype=torch.uint8), 4, batch_size=2)
     assert out.dtype == torch.int64 and out.tolist() == [0, 3]
+
+
+# ---------------------------------------------------------------- Emoji64
+
+def _fake_emoji_root(tmp_path, monkeypatch):
+    "Fake tarballs under tmp_path/emoji64, with npm's integrity of those fakes patched in."
+    root = tmp_path / 'emoji64'
+    root.mkdir()
+    packages = {}
+    for vendor, (pkg, _) in fd.EMOJI64['packages'].items():
+        path = fd.fake_emoji_tarball(root / fd.emoji_tarball(vendor), vendor, n_per_class=12)
+        packages[vendor] = (pkg, fd.npm_integrity(path))
+    monkeypatch.setitem(fd.EMOJI64, 'packages', packages)
+    monkeypatch.delenv('FARMER_DATA', raising=False)
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))            # not the real cache of this machine
+    return tmp_path
+
+
+def test_emoji64_builds_and_caches(tmp_path, monkeypatch):
+    "From two (fake) tarballs: integrity checked, decoded, split by identity, cached beside them, read back from the cache."
+    root = _fake_emoji_root(tmp_path, monkeypatch)
+    tr, te = fd.Emoji64('train', root, fetch=False), fd.Emoji64('test', root, fetch=False)
+    cache = root / 'emoji64' / 'emoji64-16.0.0.npz'
+    assert cache.exists()
+    assert (len(tr), len(te)) == (342, 18) and not set(tr.ids) & set(te.ids)
+    assert tr.images.dtype == torch.uint8 and tr.images.shape[1:] == (3, 64, 64)
+    assert set(tr.labels.tolist()) == set(range(9)) and set(tr.vendors) == {'google', 'twitter'}
+    for t in root.glob('emoji64/*.tgz'): t.unlink()                          # now only the cache is there
+    again = fd.Emoji64('train', root, fetch=False)
+    assert torch.equal(again.images, tr.images) and torch.equal(again.labels, tr.labels)
+    assert len(fd.Emoji64('train', root, skin_tones=False)) == 198
+
+
+def test_emoji64_refuses_a_tampered_tarball(tmp_path, monkeypatch):
+    "One changed byte: the integrity check fails and nothing is cached."
+    root = _fake_emoji_root(tmp_path, monkeypatch)
+    t = root / 'emoji64' / fd.emoji_tarball('google')
+    raw = bytearray(t.read_bytes()); raw[100] ^= 1; t.write_bytes(bytes(raw))
+    with pytest.raises(IOError, match='integrity mismatch'): fd.Emoji64('train', root, fetch=False)
+    assert not (root / 'emoji64' / 'emoji64-16.0.0.npz').exists()
+
+
+def test_emoji64_missing_says_how_to_get_it(tmp_path, monkeypatch):
+    "No tarballs, no npm: the error lists the folders searched and the npm command."
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    monkeypatch.delenv('FARMER_DATA', raising=False)
+    with pytest.raises(FileNotFoundError, match='npm pack emoji-datasource-google@16.0.0'):
+        fd.Emoji64('train', tmp_path / 'nowhere', fetch=False)
+    with pytest.raises(ValueError, match="split: expected 'train' or 'test'"): fd.Emoji64('val', tmp_path)
+
+
+def test_emoji_test_split_keeps_every_copy_together():
+    "All drawings and skin tones of an emoji land on one side; about one emoji in ten is held out per category."
+    cat = np.array(['x'] * 40 + ['y'] * 40)
+    ids = np.array([f'{c}{k // 4}' for c, k in zip(cat, list(range(40)) * 2)])   # 10 emoji per category, 4 copies each
+    test = fd.emoji_test_split(cat, ids, np.arange(80))
+    for e in set(ids): assert len(set(test[ids == e])) == 1
+    assert sorted(set(ids[test])) == ['x5', 'y5']
+
+
+@pytest.mark.skipif(not any((d / f"emoji64-{fd.EMOJI64['version']}.npz").exists() or (d / fd.emoji_tarball('google')).exists()
+                            for d in fd.emoji_search_path()), reason='Emoji64 tarballs not present (scripts/test.sh fetches them)')
+def test_emoji64_real():
+    "The real data: 9 classes, 6,812 / 750 images with skin tones, 3,432 / 380 without, no emoji on both sides."
+    tr, te = fd.Emoji64('train', fetch=False), fd.Emoji64('test', fetch=False)
+    assert (len(tr), len(te)) == (6812, 750)
+    assert torch.bincount(te.labels, minlength=9).tolist() == [34, 448, 32, 26, 44, 16, 52, 44, 54]
+    assert not set(tr.ids) & set(te.ids)
+    assert (len(fd.Emoji64('train', skin_tones=False)), len(fd.Emoji64('test', skin_tones=False))) == (3432, 380)
+    assert tr.images.dtype == torch.uint8 and tr.images.shape[1:] == (3, 64, 64) and tr.images.float().mean() > 150

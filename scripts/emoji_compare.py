@@ -1,0 +1,170 @@
+"""Emoji64 runs at equal wall-clock: train one model for a fixed time, then score it; or score a saved model
+under guidance and redundant-std scales.
+
+    python scripts/emoji_compare.py train --preset emoji64-p8 --minutes 8 --out runs/emoji/p8
+    python scripts/emoji_compare.py train --preset emoji64-p8 --set d_I=192 K_I=64 basis=pixel coupling=0 \
+        --minutes 8 --out runs/emoji/p8_nosplit
+    python scripts/emoji_compare.py train --preset tarflow-emoji64-p8 --minutes 8 --out runs/emoji/p8_flow
+    python scripts/emoji_compare.py guidance --model runs/emoji/p8/model.safetensors --w 0.5 1 2 3 \
+        --gamma 0 0.5 1 1.5 --out runs/emoji/p8_guidance
+
+`train`: the learning rate and the training noise follow the **elapsed time** (linear warm-up over the first 3 %,
+then cosine to 0; the noise σ cosine-annealed over the run), so runs that share a GPU, or machines of different
+speed, all train for the same wall-clock and finish their schedules. Then: test bits/dim (conditional, uniform
+dequantization, all 750 test images), train bits/dim on 750 training images, and sample quality of
+`--repeats` × 750 samples conditioned on the test split's labels (so samples and test images have the same class
+mix): classifier-FID, KID, precision/recall, conditional accuracy (the Emoji64 feature network of `10_metrics`)
+and the stripe score. Writes results.json, model.safetensors (float16) and samples.png (8 per class).
+
+`guidance`: the same scores for a saved FARMER under no, naive and resampling guidance at each w, and without
+guidance at each redundant-std scale γ.
+"""
+import argparse, json, math, platform, time
+from pathlib import Path
+import torch
+from farmer_nb.data import Emoji64, noise_sigma
+from farmer_nb.model import build_model, get_config, save_model, load_model
+from farmer_nb.train import make_optimizer, prepare_batch, optimizer_step
+from farmer_nb.metrics import evaluate_bpd, load_feature_net, sample_quality
+from farmer_nb.guidance import NoGuidance, NaiveGuidance, Resampling
+from farmer_nb.viz import image_grid
+from farmer_nb.cli import _overrides
+
+def env(device):
+    "A record of where a number was measured."
+    name = torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or 'cpu'
+    return dict(device=name, torch=torch.__version__, python=platform.python_version())
+
+def save_png(images, path, nrow=8, scale=2):
+    "A uint8 image grid (B, C, H, W) as a PNG file, with Pillow."
+    from PIL import Image
+    g = image_grid(images, nrow).repeat(scale, 0).repeat(scale, 1)
+    Image.fromarray(g[..., 0] if g.shape[-1] == 1 else g).save(path)
+
+def train_for(model, x, labels, minutes, batch_size=128, lr=1e-3, noise='gaussian', seed=0, amp=True, log_every=200):
+    "Train for `minutes` of wall-clock with a time-based schedule; returns a dict with steps, skipped steps and the log."
+    dev = model.device
+    opt = make_optimizer(model, lr)
+    g = torch.Generator(device=dev).manual_seed(seed)
+    torch.manual_seed(seed)
+    budget, log, step, skipped = 60 * minutes, [], 0, torch.zeros((), device=dev)
+    amp_dtype = torch.bfloat16 if amp and dev.type == 'cuda' else None
+    model.train()
+    t0 = time.perf_counter()
+    while (tau := (time.perf_counter() - t0) / budget) < 1:
+        for group in opt.param_groups:                                   # warm-up, then cosine, on elapsed time
+            group['lr'] = lr * min(1.0, tau / 0.03) * 0.5 * (1 + math.cos(math.pi * tau))
+        sigma = {'gaussian': noise_sigma(tau), 'uniform+gaussian': noise_sigma(tau, 0.1, 0.0), 'uniform': None}[noise]
+        idx = torch.randint(len(x), (batch_size,), generator=g, device=dev)
+        y, c = prepare_batch(model, x[idx], labels[idx], sigma, model.cfg.label_drop, g, noise)
+        loss, grad_norm, applied = optimizer_step(model, opt, y, c, amp_dtype=amp_dtype)
+        skipped += ~torch.as_tensor(applied, device=dev)
+        step += 1
+        if step % log_every == 0:
+            log.append(dict(step=step, seconds=round(time.perf_counter() - t0, 1), tau=round(tau, 4),
+                            loss=loss.item(), grad_norm=grad_norm.item(), sigma=sigma))
+            print(json.dumps(log[-1]), flush=True)
+    if dev.type == 'cuda': torch.cuda.synchronize()
+    model.eval()
+    return dict(steps=step, skipped=int(skipped.item()), seconds=time.perf_counter() - t0, log=log,
+                img_per_s=step * batch_size / (time.perf_counter() - t0))
+
+@torch.no_grad()
+def draw(model, labels, seed=0, batch=750, **kw):
+    "Samples (n, C, H, W) uint8 on the CPU for `labels` (n,), in batches, each batch seeded."
+    out = []
+    for i in range(0, len(labels), batch):
+        g = torch.Generator(device=model.device).manual_seed(seed + i)
+        out.append(model.sample(labels[i:i + batch].to(model.device), generator=g, **kw).cpu())
+    return torch.cat(out)
+
+def score(model, test, net, repeats=2, seed=0, **kw):
+    "Sample quality of repeats × len(test) samples conditioned on the test labels."
+    t0 = time.perf_counter()
+    fake = draw(model, test.labels.repeat(repeats), seed, **kw)
+    q = sample_quality(fake, test.images, test.labels.repeat(repeats), net=net, patch=model.cfg.patch)
+    q['sample_seconds'] = time.perf_counter() - t0
+    return q, fake
+
+def class_grid(model, per_class=8, seed=1, **kw):
+    "per_class samples of each class, one row per class."
+    K = model.cfg.num_classes
+    return draw(model, torch.arange(K).repeat_interleave(per_class), seed, **kw)
+
+def cmd_train(args, dev):
+    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    train, test = Emoji64('train'), Emoji64('test')
+    cfg = get_config(args.preset, **_overrides(args.preset, args.set))
+    torch.manual_seed(args.seed)
+    model = build_model(cfg).to(dev)
+    res = dict(env=env(dev), args=vars(args), config=cfg.__dict__, params=sum(p.numel() for p in model.parameters()))
+    print(f"{args.preset} {args.set}: {res['params'] / 1e6:.2f} M parameters", flush=True)
+    res['train'] = train_for(model, train.images.to(dev), train.labels.to(dev), args.minutes, args.batch_size,
+                             args.lr, args.noise, args.seed)
+    save_model(model, out/'model.safetensors', dtype=torch.float16)       # first: a failed score never costs the weights
+    write = lambda: (out/'results.json').write_text(json.dumps(res, indent=1, default=str))
+    write()
+    te = evaluate_bpd(model, test.images, test.labels, seed=1, progress=False)
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:len(test)]
+    tr = evaluate_bpd(model, train.images[idx], train.labels[idx], seed=2, progress=False)
+    res.update(test_bpd=te['bpd'], test_bpd_se=te['se'], train_bpd=tr['bpd'], train_bpd_se=tr['se'])
+    print(f"test bits/dim {te['bpd']:.4f} ± {te['se']:.4f}, train {tr['bpd']:.4f}", flush=True)
+    write()
+    net = load_feature_net('emoji64', dev)
+    res['quality'], fake = score(model, test, net, args.repeats, args.seed)
+    print(json.dumps(res['quality']), flush=True)
+    write()
+    save_png(fake[:64], out/'samples_test_labels.png')
+    save_png(class_grid(model), out/'samples.png')
+    return res
+
+def cmd_guidance(args, dev):
+    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    test = Emoji64('test')
+    model = load_model(args.model, dev).float().eval()
+    net = load_feature_net('emoji64', dev)
+    res = dict(env=env(dev), args=vars(args), rows=[])
+    write = lambda: (out/'results.json').write_text(json.dumps(res, indent=1, default=str))
+    settings = [('none', 0.0, g) for g in args.gamma]
+    settings += [(rule, w, 1.0) for rule in args.rules for w in args.w]
+    for rule, w, gamma in settings:
+        if rule == 'none': r = NoGuidance()
+        elif rule == 'naive': r = NaiveGuidance(w)
+        else: r = Resampling(w, args.s, args.s, T_pi_v=args.T_pi_v, T_sigma_v=args.T_sigma_v, T_s=args.T_s)
+        q, fake = score(model, test, net, args.repeats, args.seed, guidance=r, gamma=gamma)
+        res['rows'].append(dict(rule=rule, w=w, gamma=gamma, **q))
+        print(json.dumps(res['rows'][-1]), flush=True)
+        write()
+        save_png(class_grid(model, guidance=r, gamma=gamma), out/f'samples_{rule}_w{w:g}_g{gamma:g}.png')
+    return res
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest='cmd', required=True)
+    t = sub.add_parser('train', help='train for a fixed wall-clock, then score')
+    t.add_argument('--preset', default='emoji64-p8')
+    t.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='config overrides')
+    t.add_argument('--minutes', type=float, default=8.0, help='wall-clock training time')
+    t.add_argument('--batch-size', type=int, default=128)
+    t.add_argument('--lr', type=float, default=1e-3, help='peak learning rate')
+    t.add_argument('--noise', default='gaussian', choices=['gaussian', 'uniform+gaussian', 'uniform'])
+    g = sub.add_parser('guidance', help='score a saved FARMER under guidance rules and redundant-std scales')
+    g.add_argument('--model', required=True)
+    g.add_argument('--rules', nargs='*', default=['naive', 'resampling'])
+    g.add_argument('--w', type=float, nargs='*', default=[0.5, 1, 2, 3])
+    g.add_argument('--gamma', type=float, nargs='*', default=[1.0], help='redundant-std scales, without guidance')
+    g.add_argument('--s', type=int, default=5, help='resampling candidates per stream')
+    g.add_argument('--T-pi-v', type=float, default=1.0)
+    g.add_argument('--T-sigma-v', type=float, default=1.0)
+    g.add_argument('--T-s', type=float, default=1.0)
+    for p in (t, g):
+        p.add_argument('--repeats', type=int, default=2, help='samples per test image for the quality scores')
+        p.add_argument('--seed', type=int, default=0)
+        p.add_argument('--out', required=True)
+        p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    args = ap.parse_args()
+    dev = torch.device(args.device)
+    (cmd_train if args.cmd == 'train' else cmd_guidance)(args, dev)
+
+if __name__ == '__main__':
+    main()
