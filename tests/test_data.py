@@ -587,3 +587,4 @@ def test_emoji64_real():
     assert not set(tr.ids) & set(te.ids)
     assert (len(fd.Emoji64('train', skin_tones=False)), len(fd.Emoji64('test', skin_tones=False))) == (3432, 380)
     assert tr.images.dtype == torch.uint8 and tr.images.shape[1:] == (3, 64, 64) and tr.images.float().mean() > 150
+    assert set(tr.vendors) == {'google', 'twitter'}
