@@ -21,6 +21,7 @@ guidance at each redundant-std scale γ.
 """
 import argparse, json, math, platform, time
 from pathlib import Path
+import numpy as np
 import torch
 from farmer_nb.data import Emoji64, noise_sigma
 from farmer_nb.model import build_model, get_config, save_model, load_model
@@ -78,12 +79,25 @@ def draw(model, labels, seed=0, batch=750, **kw):
         out.append(model.sample(labels[i:i + batch].to(model.device), generator=g, **kw).cpu())
     return torch.cat(out)
 
-def score(model, test, net, repeats=2, seed=0, **kw):
-    "Sample quality of repeats × len(test) samples conditioned on the test labels."
+def feature_net(dev):
+    "The Emoji64 feature network of `10_metrics`, or None where this version of the library has none."
+    try: return load_feature_net('emoji64', dev)
+    except Exception as e:
+        print(f"no Emoji64 feature network ({e}); samples are saved for `score`", flush=True)
+        return None
+
+def quality(fake, labels, test, net, patch):
+    "Sample quality of uint8 samples `fake` conditioned on `labels` against the test split."
+    return sample_quality(fake, test.images, labels, net=net, patch=patch)
+
+def score(model, test, net, path, repeats=2, seed=0, **kw):
+    "Draw repeats × len(test) samples conditioned on the test labels, save them (npz) to `path`, and score them if `net`."
     t0 = time.perf_counter()
-    fake = draw(model, test.labels.repeat(repeats), seed, **kw)
-    q = sample_quality(fake, test.images, test.labels.repeat(repeats), net=net, patch=model.cfg.patch)
-    q['sample_seconds'] = time.perf_counter() - t0
+    labels = test.labels.repeat(repeats)
+    fake = draw(model, labels, seed, **kw)
+    np.savez_compressed(path, images=fake.numpy(), labels=labels.numpy(), patch=model.cfg.patch)
+    q = dict(sample_seconds=time.perf_counter() - t0, n_fake=len(fake))
+    if net is not None: q.update(quality(fake, labels, test, net, model.cfg.patch))
     return q, fake
 
 def class_grid(model, per_class=8, seed=1, **kw):
@@ -110,19 +124,18 @@ def cmd_train(args, dev):
     res.update(test_bpd=te['bpd'], test_bpd_se=te['se'], train_bpd=tr['bpd'], train_bpd_se=tr['se'])
     print(f"test bits/dim {te['bpd']:.4f} ± {te['se']:.4f}, train {tr['bpd']:.4f}", flush=True)
     write()
-    net = load_feature_net('emoji64', dev)
-    res['quality'], fake = score(model, test, net, args.repeats, args.seed)
+    net = feature_net(dev)
+    res['quality'], fake = score(model, test, net, out/'samples.npz', args.repeats, args.seed)
     print(json.dumps(res['quality']), flush=True)
     write()
-    save_png(fake[:64], out/'samples_test_labels.png')
-    save_png(class_grid(model), out/'samples.png')
+    save_png(class_grid(model), out/'samples.png', scale=1)
     return res
 
 def cmd_guidance(args, dev):
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     test = Emoji64('test')
     model = load_model(args.model, dev).float().eval()
-    net = load_feature_net('emoji64', dev)
+    net = feature_net(dev)
     res = dict(env=env(dev), args=vars(args), rows=[])
     write = lambda: (out/'results.json').write_text(json.dumps(res, indent=1, default=str))
     settings = [('none', 0.0, g) for g in args.gamma]
@@ -131,12 +144,29 @@ def cmd_guidance(args, dev):
         if rule == 'none': r = NoGuidance()
         elif rule == 'naive': r = NaiveGuidance(w)
         else: r = Resampling(w, args.s, args.s, T_pi_v=args.T_pi_v, T_sigma_v=args.T_sigma_v, T_s=args.T_s)
-        q, fake = score(model, test, net, args.repeats, args.seed, guidance=r, gamma=gamma)
+        name = f'{rule}_w{w:g}_g{gamma:g}'
+        q, fake = score(model, test, net, out/f'samples_{name}.npz', args.repeats, args.seed, guidance=r, gamma=gamma)
         res['rows'].append(dict(rule=rule, w=w, gamma=gamma, **q))
         print(json.dumps(res['rows'][-1]), flush=True)
         write()
-        save_png(class_grid(model, guidance=r, gamma=gamma), out/f'samples_{rule}_w{w:g}_g{gamma:g}.png')
+        save_png(class_grid(model, guidance=r, gamma=gamma), out/f'samples_{name}.png', scale=1)
     return res
+
+def cmd_score(args, dev):
+    "Score saved samples (samples*.npz beside a results.json) with the Emoji64 feature network; update the results."
+    test, net = Emoji64('test'), load_feature_net('emoji64', dev)
+    for path in map(Path, args.samples):
+        with np.load(path) as f:
+            fake, labels, patch = torch.from_numpy(f['images']), torch.from_numpy(f['labels']), int(f['patch'])
+        q = quality(fake, labels, test, net, patch)
+        res_path = path.parent/'results.json'
+        res = json.loads(res_path.read_text())
+        if 'rows' in res:                                                     # a guidance run: one row per samples file
+            row = next(r for r in res['rows'] if path.name == f"samples_{r['rule']}_w{r['w']:g}_g{r['gamma']:g}.npz")
+            row.update(q)
+        else: res.setdefault('quality', {}).update(q)
+        res_path.write_text(json.dumps(res, indent=1, default=str))
+        print(path, json.dumps({k: v for k, v in q.items() if not isinstance(v, (list, dict))}), flush=True)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -157,14 +187,17 @@ def main():
     g.add_argument('--T-pi-v', type=float, default=1.0)
     g.add_argument('--T-sigma-v', type=float, default=1.0)
     g.add_argument('--T-s', type=float, default=1.0)
+    s = sub.add_parser('score', help='score saved samples (samples*.npz) with the Emoji64 feature network')
+    s.add_argument('samples', nargs='+', help='samples*.npz files written by train or guidance')
+    s.add_argument('--device', default='cpu')
     for p in (t, g):
-        p.add_argument('--repeats', type=int, default=2, help='samples per test image for the quality scores')
+        p.add_argument('--repeats', type=int, default=1, help='samples per test image for the quality scores')
         p.add_argument('--seed', type=int, default=0)
         p.add_argument('--out', required=True)
         p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     args = ap.parse_args()
     dev = torch.device(args.device)
-    (cmd_train if args.cmd == 'train' else cmd_guidance)(args, dev)
+    dict(train=cmd_train, guidance=cmd_guidance, score=cmd_score)[args.cmd](args, dev)
 
 if __name__ == '__main__':
     main()
