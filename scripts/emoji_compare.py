@@ -26,7 +26,7 @@ import torch
 from farmer_nb.data import Emoji64, noise_sigma
 from farmer_nb.model import build_model, get_config, save_model, load_model
 from farmer_nb.train import make_optimizer, prepare_batch, optimizer_step
-from farmer_nb.metrics import evaluate_bpd, load_feature_net, sample_quality
+from farmer_nb.metrics import evaluate_bpd, load_feature_net, sample_quality, stripe_score
 from farmer_nb.guidance import NoGuidance, NaiveGuidance, Resampling
 from farmer_nb.viz import image_grid
 from farmer_nb.cli import _overrides
@@ -88,7 +88,9 @@ def feature_net(dev):
 
 def quality(fake, labels, test, net, patch):
     "Sample quality of uint8 samples `fake` conditioned on `labels` against the test split."
-    return sample_quality(fake, test.images, labels, net=net, patch=patch)
+    q = sample_quality(fake, test.images, labels, net=net, patch=patch)
+    q['stripe_profile'] = stripe_score(fake, test.images, patch)['profile'].tolist()   # (2, p − 1): rows, columns
+    return q
 
 def score(model, test, net, path, repeats=2, seed=0, **kw):
     "Draw repeats × len(test) samples conditioned on the test labels, save them (npz) to `path`, and score them if `net`."

@@ -2,18 +2,19 @@
 # Emoji64 comparisons at equal wall-clock: every run of a group trains side by side on one GPU for the same
 # minutes (scripts/emoji_compare.py), then scores itself. Each run is cut off after LIMIT seconds (default:
 # none), so a call with a deadline still keeps what finished (every run writes its model before scoring).
+# REPEATS (default 1): samples per test image for the quality scores.
 #
 #   bash scripts/emoji_runs.sh p8  [MINUTES] [OUT]   # emoji64-p8 and its levers, one change at a time (9 runs)
-#   bash scripts/emoji_runs.sh p16 [MINUTES] [OUT]   # emoji64-p16: FARMER, literal split, no split, Gaussian-prior flow;
+#   bash scripts/emoji_runs.sh p16 [MINUTES] [OUT]   # emoji64-p16: FARMER, K_R = 32, literal split, no split, Gaussian-prior flow;
 #                                                    # then guidance on the FARMER run
 #   MODEL=runs/emoji/p8/p8/model.safetensors bash scripts/emoji_runs.sh guidance-p8 [MINUTES] [OUT]
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-group=$1; minutes=${2:-8}; out=${3:-runs/emoji/$group}; limit=${LIMIT:-0}
+group=$1; minutes=${2:-8}; out=${3:-runs/emoji/$group}; limit=${LIMIT:-0}; repeats=${REPEATS:-1}   # samples per test image
 mkdir -p "$out"
 train() {   # train NAME ARGS...: one run in the background
   local name=$1; shift
-  timeout "$limit" python scripts/emoji_compare.py train --minutes "$minutes" --out "$out/$name" "$@" \
+  timeout "$limit" python scripts/emoji_compare.py train --minutes "$minutes" --repeats "$repeats" --out "$out/$name" "$@" \
     > "$out/$name.log" 2>&1 &
 }
 case $group in
@@ -28,19 +29,21 @@ case $group in
     train p8_nosplit_dct --preset emoji64-p8 --set d_I=192 K_I=64 coupling=0
     train p8_flow      --preset tarflow-emoji64-p8 ;;
   p16)
-    timeout "$limit" bash -c "python scripts/emoji_compare.py train --preset emoji64-p16 --minutes $minutes --out $out/p16 \
+    timeout "$limit" bash -c "python scripts/emoji_compare.py train --preset emoji64-p16 --minutes $minutes \
+        --repeats $repeats --out $out/p16 \
       && python scripts/emoji_compare.py guidance --model $out/p16/model.safetensors --w 1 2 3 --gamma 1 \
-         --out $out/p16_guidance" > "$out/p16.log" 2>&1 &
+        --repeats $repeats --out $out/p16_guidance" > "$out/p16.log" 2>&1 &
     train p16_literal  --preset emoji64-p16 --set basis=pixel coupling=0
+    train p16_kr32     --preset emoji64-p16 --set K_R=32
     train p16_nosplit  --preset emoji64-p16 --set d_I=768 K_I=64 basis=pixel coupling=0
     train p16_flow     --preset tarflow-emoji64-p16 ;;
   guidance-p8)
     for rule in naive resampling; do
       timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules $rule --w 0.5 1 2 3 --gamma \
-        --out "$out/$rule" > "$out/$rule.log" 2>&1 &
+        --repeats "$repeats" --out "$out/$rule" > "$out/$rule.log" 2>&1 &
     done
     timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules --gamma 0 0.5 1 1.5 2 \
-      --out "$out/gamma" > "$out/gamma.log" 2>&1 & ;;
+      --repeats "$repeats" --out "$out/gamma" > "$out/gamma.log" 2>&1 & ;;
   *) echo "group: expected p8, p16 or guidance-p8, got $group" >&2; exit 2 ;;
 esac
 wait

@@ -1,4 +1,6 @@
-"Tests of farmer_nb.metrics: Fréchet distance, KID, PRDC, the feature network, sample_quality and evaluate_bpd."
+"Tests of farmer_nb.metrics: Fréchet distance, KID, PRDC, the feature networks, class mix, stripe score, sample_quality, evaluate_bpd."
+import importlib.resources
+import json
 import math
 from pathlib import Path
 
@@ -7,14 +9,17 @@ import torch
 
 from farmer_nb.data import SyntheticImages
 from farmer_nb.flow import randomize_
-from farmer_nb.metrics import (FeatureNet, evaluate_bpd, frechet_distance, kid, load_feature_net, predict, prdc,
-                               sample_quality, train_feature_net)
-from farmer_nb.model import Farmer, get_config
+from farmer_nb.metrics import (FeatureNet, class_samples, evaluate_bpd, feature_net_name, frechet_distance, kid,
+                               load_feature_net, matched_subset, predict, prdc, sample_quality, stripe_profile,
+                               stripe_score, train_feature_net)
+from farmer_nb.model import Farmer, get_config, write_tensors
 
 FMNIST = Path('/usr/share/datasets/fashion-mnist')
 HAVE_FMNIST = (FMNIST/'t10k-images-idx3-ubyte.gz').exists() and (FMNIST/'t10k-labels-idx1-ubyte.gz').exists()
 needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason=f"Fashion-MNIST test split not in {FMNIST}")
-ASSET = Path(__import__('farmer_nb').__file__).parent/'assets'/'fmnist_classifier.safetensors'
+ASSETS = importlib.resources.files('farmer_nb')/'assets'
+ASSET = Path(str(ASSETS/'fmnist_classifier.safetensors'))
+EMOJI_ASSET = Path(str(ASSETS/'emoji64_classifier.safetensors'))
 EPS64 = torch.finfo(torch.float64).eps
 
 
@@ -264,6 +269,100 @@ def test_train_feature_net_deterministic():
     assert not torch.equal(a.out.weight, c.out.weight)
 
 
+class OldFeatureNet(torch.nn.Module):
+    "The Fashion-MNIST network as it was before the family: the reference for the shipped file's outputs."
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.conv = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.fc = nn.Linear(64 * 7 * 7, 128)
+        self.out = nn.Linear(128, 10)
+    def features(self, x): return torch.relu(self.fc(self.conv(x.float() / 127.5 - 1).flatten(1)))
+
+
+def test_fmnist_file_loads_with_identical_outputs(net):
+    "The shipped Fashion-MNIST file (no 'arch' metadata) gives bit-identical features and logits to the original network."
+    from safetensors.torch import load_file
+    ref = OldFeatureNet()
+    ref.load_state_dict(load_file(str(ASSET)))
+    x, _ = shapes28(16, 4)
+    with torch.no_grad():
+        assert torch.equal(net.features(x), ref.features(x))
+        assert torch.equal(net(x), ref.out(ref.features(x)))
+    assert 'arch' not in net.meta and net.arch == FeatureNet().arch
+
+
+def test_feature_net_default_init_unchanged():
+    "With one seed, FeatureNet() initialises exactly like the original network (same parameters, same order)."
+    torch.manual_seed(0); a = FeatureNet()
+    torch.manual_seed(0); b = OldFeatureNet()
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_feature_net_family_shapes():
+    "Colour 64×64 with four stages: features (B, 128), logits (B, 9); a wrong image shape is refused."
+    net = FeatureNet(9, channels=3, size=64, widths=(16, 32, 64, 128))
+    x = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8, generator=gen(0))
+    assert net.features(x).shape == (3, 128) and net(x).shape == (3, 9)
+    assert net.fc.in_features == 128 * 4 * 4 and sum(p.numel() for p in net.parameters()) == 360873
+    with pytest.raises(ValueError, match=r'\(C, H, W\) = \(3, 64, 64\)'):
+        net.features(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
+    with pytest.raises(ValueError, match='too small'):
+        FeatureNet(size=8, widths=(8, 8, 8, 8))
+
+
+def test_arch_metadata_round_trip(tmp_path):
+    "A network written with its 'arch' metadata loads back (by path) with the same architecture and outputs."
+    torch.manual_seed(1)
+    net = FeatureNet(4, channels=3, size=16, widths=(8, 16), dim=32)
+    meta = {'format': 'farmer_nb.featurenet/1', 'class': 'FeatureNet', 'arch': json.dumps(net.arch)}
+    path = write_tensors(tmp_path/'net.safetensors', {k: v.contiguous() for k, v in net.state_dict().items()}, meta)
+    back = load_feature_net(path=path)
+    x = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8, generator=gen(2))
+    assert back.arch == net.arch and not back.training
+    with torch.no_grad(): assert torch.equal(back(x), net.eval()(x))
+    assert load_feature_net(str(path)).arch == net.arch                           # a path as the first argument
+
+
+def test_load_feature_net_emoji64():
+    "The shipped Emoji64 network: 3×64×64 → 128-d features and 9 logits, its metadata, a file under 2 MB."
+    net = load_feature_net('emoji64')
+    assert net.arch == dict(num_classes=9, channels=3, size=64, widths=[16, 32, 64, 128], dim=128)
+    assert not net.training and net.meta['format'] == 'farmer_nb.featurenet/1' and net.meta['dataset'] == 'emoji64'
+    assert {'seed', 'epochs', 'sha256', 'test_accuracy', 'test_accuracy_per_class'} <= set(net.meta)
+    assert len(json.loads(net.meta['test_accuracy_per_class'])) == 9 and float(net.meta['test_accuracy']) > 0.7
+    assert EMOJI_ASSET.stat().st_size < 2_000_000
+    x = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=gen(0))
+    f, p = predict(net, x)
+    assert f.shape == (4, 128) and p.shape == (4, 9)
+
+
+def test_load_feature_net_names():
+    "The default is 'fmnist'; feature_net_name picks by image shape; unknown names and shapes are refused."
+    assert load_feature_net().arch['channels'] == 1 and load_feature_net(None).arch['size'] == 28
+    assert feature_net_name((1, 28, 28)) == 'fmnist' and feature_net_name(torch.Size([3, 64, 64])) == 'emoji64'
+    with pytest.raises(FileNotFoundError, match='shipped feature networks'):
+        load_feature_net('emoji')
+    with pytest.raises(ValueError, match='no shipped feature network'):
+        feature_net_name((3, 32, 32))
+
+
+def test_train_feature_net_colour_balanced():
+    "Colour 16×16 images, 3 imbalanced classes: trains a matching network; balanced weights change the result."
+    ds = SyntheticImages(n=192, size=16, channels=3, num_classes=3, seed=0)
+    keep = (ds.labels != 2) | (torch.arange(192) % 4 == 0)                        # class 2 rare
+    x, y = ds.images[keep], ds.labels[keep]
+    kw = dict(epochs=2, batch_size=32, num_classes=3, widths=(8, 16), progress=False)
+    a, b = train_feature_net(x, y, **kw), train_feature_net(x, y, balanced=True, **kw)
+    assert a.arch == dict(num_classes=3, channels=3, size=16, widths=[8, 16], dim=128)
+    assert not torch.equal(a.out.weight, b.out.weight)
+    assert torch.equal(b.out.weight, train_feature_net(x, y, balanced=True, **kw).out.weight)   # deterministic
+    with pytest.raises(ValueError, match='square'):
+        train_feature_net(torch.zeros(64, 1, 16, 8, dtype=torch.uint8), torch.zeros(64, dtype=torch.long), **kw)
+
+
 # ---------------------------------------------------------------- sample_quality
 
 KEYS = {'n_fake', 'n_real', 'fid', 'kid', 'kid_std', 'precision', 'recall', 'density', 'coverage', 'label_entropy', 'confidence'}
@@ -303,6 +402,120 @@ def test_sample_quality_label_entropy(net, fmnist_test):
     one = x[pred == 1][:100]
     assert sample_quality(balanced, x[:500], net=net, kid_subsets=2)['label_entropy'] == pytest.approx(math.log(10), abs=1e-6)
     assert sample_quality(one, x[:500], net=net, kid_subsets=2)['label_entropy'] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_sample_quality_stripe_key(net):
+    "patch= adds only the 'stripe' key (1.0 for a set against itself); without it the keys are unchanged."
+    x, _ = shapes28(60, 5)
+    out = sample_quality(x, x, net=net, kid_subsets=2, patch=7)
+    assert set(out) == KEYS | {'stripe'} and out['stripe'] == 1.0
+    assert set(sample_quality(x, x, net=net, kid_subsets=2)) == KEYS
+
+
+def test_sample_quality_default_net_by_shape():
+    "Without net=, colour 64×64 images are scored with the emoji64 network (9 classes: entropy ≤ log 9)."
+    x = torch.randint(0, 256, (30, 3, 64, 64), dtype=torch.uint8, generator=gen(0))
+    out = sample_quality(x, x, kid_subsets=2)
+    assert out['precision'] == 1.0 and out['label_entropy'] <= math.log(9) + 1e-6
+
+
+# ---------------------------------------------------------------- class mix
+
+def test_matched_subset_matches_class_counts():
+    "matched_subset returns distinct indices whose labels equal `like` position by position; deterministic per seed."
+    labels = torch.randint(0, 5, (400,), generator=gen(0))
+    like = torch.randint(0, 5, (60,), generator=gen(1))
+    idx = matched_subset(labels, like, seed=3)
+    assert torch.equal(labels[idx], like) and len(set(idx.tolist())) == 60
+    assert torch.equal(idx, matched_subset(labels, like, seed=3)) and not torch.equal(idx, matched_subset(labels, like, seed=4))
+    with pytest.raises(ValueError, match='class 1 has 2 items, 3 wanted'):
+        matched_subset(torch.tensor([0, 1, 1]), torch.tensor([1, 1, 1]))
+
+
+@pytest.fixture(scope='module')
+def tiny_farmer(): return Farmer(get_config('farmer-tiny')).eval()
+
+
+def test_class_samples_given_labels(tiny_farmer):
+    "labels= draws one sample per label, in order; the default's labels given explicitly give the same images."
+    imgs, labels = class_samples(tiny_farmer, 8, batch_size=3)
+    again, lab2 = class_samples(tiny_farmer, labels=labels, batch_size=3)
+    assert torch.equal(imgs, again) and torch.equal(labels, lab2)
+    like = torch.tensor([3, 1, 1, 0, 2, 3, 3])
+    x, y = class_samples(tiny_farmer, labels=like, batch_size=4, seed=2)
+    assert x.shape == (7, 1, 8, 8) and x.dtype == torch.uint8 and torch.equal(y, like)
+    with pytest.raises(ValueError, match='does not match'):
+        class_samples(tiny_farmer, 5, labels=like)
+    with pytest.raises(ValueError):
+        class_samples(tiny_farmer, labels=torch.tensor([0, 7]))
+    with pytest.raises(ValueError, match='multiple'):
+        class_samples(tiny_farmer, 6)
+
+
+# ---------------------------------------------------------------- stripe score
+
+def smooth(n, seed, size=32):
+    "uint8 images (n, 3, size, size) of blurred noise in [0, 200]."
+    x = torch.rand(n, 3, size + 8, size + 8, generator=gen(seed))
+    return (200 * torch.nn.functional.avg_pool2d(x, 9, 1) ** 2).round().to(torch.uint8)
+
+
+def test_stripe_profile_by_hand():
+    "A 1×1×4×4 image with p = 2: the row and column profiles are the mean squared in-patch differences."
+    x = torch.tensor([[0, 1, 5, 5], [2, 1, 5, 9], [0, 0, 3, 3], [0, 4, 3, 3]], dtype=torch.float64)[None, None]
+    prof = stripe_profile(x, 2)
+    rows = ((x[..., 1, :] - x[..., 0, :]) ** 2).sum() + ((x[..., 3, :] - x[..., 2, :]) ** 2).sum()
+    cols = ((x[..., 1] - x[..., 0]) ** 2).sum() + ((x[..., 3] - x[..., 2]) ** 2).sum()
+    assert prof.shape == (2, 1) and prof[0, 0] == rows / 8 and prof[1, 0] == cols / 8
+
+
+def test_stripe_profile_batches_and_pairs_across_patches():
+    "Batching does not change the profile; jumps between patches (rows p−1, p) are not counted."
+    x = smooth(50, 0)
+    assert torch.allclose(stripe_profile(x, 8, batch_size=7), stripe_profile(x, 8), rtol=1e-12)
+    border = x.clone()
+    border.unflatten(2, (4, 8))[:, :, 1::2] += 40                                 # every other patch row brighter
+    assert torch.allclose(stripe_profile(border, 8), stripe_profile(x, 8), rtol=1e-12)
+
+
+def test_stripe_score_detects_horizontal_stripes():
+    "A jump between rows 2 and 3 of every 8×8 patch scores > 2 at profile[0, 2]; all other ratios are exactly 1."
+    real = smooth(64, 0)
+    fake = real.clone()
+    fake.unflatten(2, (4, 8))[:, :, :, 3:] += 30
+    r = stripe_score(fake, real, 8)
+    assert r['profile'].shape == (2, 7) and r['score'] > 2 and r['score'] == r['profile'][0, 2]
+    mask = torch.ones(2, 7, dtype=torch.bool); mask[0, 2] = False
+    assert torch.allclose(r['profile'][mask], torch.ones(13, dtype=torch.float64), rtol=1e-12)
+
+
+def test_stripe_score_detects_vertical_stripes():
+    "A jump between columns 1 and 2 of every 4×4 patch shows in the column profile."
+    real = smooth(32, 1)
+    fake = real.clone()
+    fake.unflatten(3, (8, 4))[..., 2:] += 30
+    r = stripe_score(fake, real, 4)
+    assert r['score'] > 2 and r['profile'].argmax().item() == 3 + 1
+
+
+def test_stripe_score_real_vs_real_near_one():
+    "Two independent sets of the same kind score within 10 % of 1 at every position; a set against itself is 1."
+    a, b = smooth(128, 2), smooth(128, 3)
+    r = stripe_score(a, b, 8)
+    assert (r['profile'] - 1).abs().max() < 0.1
+    assert stripe_score(a, a, 8)['score'] == 1.0
+
+
+def test_stripe_score_errors():
+    "A patch size not dividing H and W, p < 2, non-image input, or mixed units are refused."
+    x = smooth(4, 0)
+    for p in (5, 1):
+        with pytest.raises(ValueError, match='dividing'):
+            stripe_profile(x, p)
+    with pytest.raises(ValueError, match='B, C, H, W'):
+        stripe_profile(x[0], 8)
+    with pytest.raises(TypeError, match='same units'):
+        stripe_score(x.float() / 128 - 1, x, 8)
 
 
 # ---------------------------------------------------------------- evaluate_bpd
@@ -348,3 +561,28 @@ def test_evaluate_bpd_batch_size(bpd_model):
     assert abs(a['bpd'] - b['bpd']) <= a['se']
     c = evaluate_bpd(m, x, y, batch_size=32, seed=2, progress=False)                  # another seed: other noise
     assert not torch.equal(c['per_image'], b['per_image']) and abs(c['bpd'] - b['bpd']) <= 4 * c['se']
+
+
+# ---------------------------------------------------------------- Emoji64 (real data, where present)
+
+@pytest.fixture(scope='module')
+def emoji():
+    from farmer_nb.data import Emoji64
+    try: return Emoji64('train', fetch=False), Emoji64('test', fetch=False)
+    except FileNotFoundError: pytest.skip("Emoji64 not available (no cache or tarballs)")
+
+
+def test_emoji64_net_accuracy_matches_metadata(emoji):
+    "The recorded test accuracy (overall and per class) is the network's actual accuracy on the 750 test images."
+    net, (_, test) = load_feature_net('emoji64'), emoji
+    pred = predict(net, test.images)[1].argmax(1)
+    assert (pred == test.labels).double().mean().item() == pytest.approx(float(net.meta['test_accuracy']), abs=1e-4)
+    per_class = [(pred[test.labels == k] == k).double().mean().item() for k in range(9)]
+    assert per_class == pytest.approx(json.loads(net.meta['test_accuracy_per_class']), abs=1e-4)
+
+
+def test_emoji64_stripe_floor(emoji):
+    "Training images with the test split's class mix score 0.95–1.2 against the test split (p = 8)."
+    train, test = emoji
+    idx = matched_subset(train.labels, test.labels, seed=0)
+    assert 0.95 < stripe_score(train.images[idx], test.images, 8)['score'] < 1.2
