@@ -78,8 +78,8 @@ def predict(net, images, batch_size=1000):
 # %% ../nbs/10_metrics.ipynb #62253707
 def load_feature_net(path=None, device='cpu'):
     "The frozen Fashion-MNIST feature network shipped with the library (or the file at `path`)."
-    from farmer_nb.model import read_tensors
-    path = Path(path or Path(__import__('farmer_nb').__file__).parent/'assets'/'fmnist_classifier.safetensors')
+    from farmer_nb.model import read_tensors, asset_path
+    path = Path(path or asset_path('fmnist_classifier.safetensors'))
     sd, meta = read_tensors(path, ('farmer_nb.featurenet/1',), classes=('FeatureNet',))
     net = FeatureNet(); net.load_state_dict(sd)
     net.meta = meta

@@ -8,10 +8,10 @@ Docs: https://farmer-nb.github.io/farmer_nb/model.html.md"""
 __all__ = ['PRESETS', 'MODELS', 'check_config', 'GaussianFlowConfig', 'FarmerConfig', 'get_config', 'standard_normal_logprob',
            'prepare_labels', 'DensityModel', 'GaussianFlow', 'Farmer', 'randomize_model_', 'build_model',
            'write_tensors', 'read_tensors', 'state_tensors', 'save_model', 'config_diff', 'model_from_checkpoint',
-           'load_model', 'load_pretrained']
+           'load_model', 'asset_path', 'load_pretrained']
 
 # %% ../nbs/06_model.ipynb #34821004
-import dataclasses, hashlib, json, math, os, typing
+import dataclasses, hashlib, importlib.util, json, math, os, typing
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
@@ -205,7 +205,7 @@ class Farmer(DensityModel):
         self.split = ChannelSplit(cfg.d, cfg.d_I, cfg.split)
         self.prior = ARPrior(cfg.N, cfg.d_I, cfg.d - cfg.d_I, cfg.num_classes, cfg.ar_width, cfg.ar_depth, cfg.head_dim,
                              cfg.M, cfg.K_I, cfg.K_R, cfg.redundant)
-        self.final_reverse = cfg.final_permute and cfg.n_blocks % 2 == 1   # block n read forwards → the AR reads backwards
+        self.final_reverse = (cfg.n_blocks % 2 == 1) == cfg.final_permute   # the AR reads opposite to block n, or with it
 
     def _null(self, c, B):
         return c if c is not None else torch.zeros(B, dtype=torch.long, device=self.device)   # num_classes = 0: row 0 is the null label
@@ -260,7 +260,7 @@ def _sample(self, labels=None, n=None, generator=None, inverse=None, max_redraws
     c = prepare_labels(labels, self.cfg.num_classes, B, self.device)
     if inverse == 'student':
         if getattr(self, 'student', None) is None: raise ValueError("inverse: 'student' needs a distilled student (08_distill's `distill`)")
-        inverse = self.student.inverse
+        inverse = self.student.to(device=self.device, dtype=self.dtype).inverse       # held outside the module tree
     inverse = inverse or self.flow.inverse
     draw = lambda: unpatchify(inverse(self.sample_latent(c, B, generator, **kw), c), self.cfg.patch, self.cfg.image_shape)
     y = draw()                                                                            # (B, C, H, W)
@@ -273,6 +273,14 @@ def _sample(self, labels=None, n=None, generator=None, inverse=None, max_redraws
     return quantize(y.nan_to_num(0.0))
 
 DensityModel.sample = _sample
+
+# %% ../nbs/06_model.ipynb #cd80e4e7
+def _setattr(self, name, value):
+    "`model.student = s` is held beside the module tree (not a submodule, not in `state_dict`); other names as usual."
+    if name == 'student': object.__setattr__(self, name, value)
+    else: nn.Module.__setattr__(self, name, value)
+
+DensityModel.__setattr__ = _setattr
 
 # %% ../nbs/06_model.ipynb #69d92435
 @torch.no_grad()
@@ -363,8 +371,13 @@ def load_model(path, device='cpu', expect_config=None):
     return model_from_checkpoint(tensors, meta, path, expect_config, prefix).to(device)
 
 # %% ../nbs/06_model.ipynb #6b772bf8
+def asset_path(name):
+    "A file shipped in the package's `assets` folder, found from this module's own spec (a folder `farmer_nb` in the working directory cannot hide it)."
+    return Path(importlib.util.find_spec('farmer_nb.model').origin).parent/'assets'/name
+
 def load_pretrained(name='fmnist-small', device='cpu'):
     "A model shipped with the library (only 'fmnist-small' for now), loaded like `load_model`."
-    path = Path(__import__('farmer_nb').__file__).parent/'assets'/f"{name.replace('-', '_')}.safetensors"
+    if not isinstance(name, str): raise TypeError(f"name: expected a model name such as 'fmnist-small', got {type(name).__name__}")
+    path = asset_path(f"{name.replace('-', '_')}.safetensors")
     if not path.exists(): raise ValueError(f"name: no pretrained model {name!r}; available: 'fmnist-small'")
     return load_model(path, device)
