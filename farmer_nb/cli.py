@@ -41,8 +41,9 @@ def _opt(name):
 def _range_text(v, lo, hi, above, below):
     "'an integer >= 1', 'a number in (0, 1]', ... for the error messages."
     kind = 'an integer' if isinstance(v, int) else 'a finite number' if hi is None else 'a number'
-    if hi is None: return f"{kind} {'>' if above else '>='} {lo:g}"
-    return f"{kind} in {'(' if above else '['}{lo:g}, {hi:g}{')' if below else ']'}"
+    num = lambda x: str(x) if isinstance(x, int) else f"{x:g}"
+    if hi is None: return f"{kind} {'>' if above else '>='} {num(lo)}"
+    return f"{kind} in {'(' if above else '['}{num(lo)}, {num(hi)}{')' if below else ']'}"
 
 def _in_range(args, name, lo, hi=None, above=False, below=False):
     "Refuse an option (if given) that is not a finite number in the range, naming the option and the range."
@@ -133,11 +134,20 @@ def _overrides(preset, pairs):
 
 PRESET_LR = {'fmnist-base': 3e-4}          # measured: at 2e-3 its loss climbs back during the warm-up (09_train, results)
 
+def _checkpoint_meta(path):
+    "The metadata of a training checkpoint, read without its tensors; refused with one line naming --resume."
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework='pt') as f: meta = f.metadata() or {}
+    except Exception as e: raise ValueError(f"--resume: {path} is not a readable training checkpoint ({e})") from None
+    if meta.get('format') != 'farmer_nb.train/1':
+        raise ValueError(f"--resume: {path} is not a training checkpoint (format {meta.get('format')!r})")
+    return meta
+
 def _planned_steps(checkpoint):
     "The total steps a time-budgeted run planned when it started (so that --resume keeps its schedule), or None."
     if not Path(checkpoint).exists(): return None
-    from farmer_nb.model import read_tensors
-    return json.loads(read_tensors(checkpoint, ('farmer_nb.train/1',))[1]['loop'])['settings']['total']
+    return json.loads(_checkpoint_meta(checkpoint)['loop'])['settings']['total']
 
 def _steps_that_fit(model, x, y, batch_size, seconds, warmup=2, timed=5):
     "Steps of this model that fit in `seconds`: the median of `timed` single steps after `warmup`, on a throwaway optimizer (weights restored)."
@@ -180,6 +190,7 @@ def cmd_train(args):
     torch.manual_seed(args.seed)
     model = build_model(get_config(args.preset, **{**own, **_overrides(args.preset, args.set)})).to(device)
     if args.init:                                            # fine-tuning: these weights, a fresh optimizer and schedule
+        if not Path(args.init).is_file(): raise FileNotFoundError(f"--init: no such file: {args.init}")
         try: model.load_state_dict(load_model(args.init, expect_config=model.cfg).state_dict())
         except (ValueError, FileNotFoundError) as e: raise type(e)(f"--init: {e}") from None
     bs = args.batch_size or (256 if device.type == 'cuda' else 64)
@@ -187,6 +198,7 @@ def cmd_train(args):
     if args.test_n and args.test_n > len(test.images):
         raise ValueError(f"--test-n: expected an integer in [1, {len(test.images)}] (the test images), got {args.test_n}")
     ckpt = out/'checkpoint.safetensors'
+    if args.resume and ckpt.exists(): _checkpoint_meta(ckpt)                          # a readable training checkpoint
     if args.resume and not ckpt.exists() and rank == 0: print(f"--resume: no checkpoint in {out} yet: a new run starts")
     spe, max_steps, budget = len(train.images) // bs, None, None
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -196,8 +208,7 @@ def cmd_train(args):
     elif args.epochs is None and (device.type == 'cpu' or args.minutes is not None):
         minutes = args.minutes or 2.0
         budget = 60 * minutes                                # a deadline: fit's schedule follows the clock too
-        try: planned = _planned_steps(ckpt) if args.resume else None
-        except ValueError as e: raise ValueError(f"--resume: {e}") from None
+        planned = _planned_steps(ckpt) if args.resume else None
         max_steps, per_step = (planned, float('nan')) if planned else _steps_that_fit(model, train.images, train.labels, bs, budget)
         epochs = math.ceil(max_steps / spe)
         if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; " + (f"resuming the {max_steps} steps planned" if planned else
@@ -213,13 +224,15 @@ def cmd_train(args):
              resume=args.resume, stop_at_step=args.stop_at_step,
              stop_after=None if args.stop_after is None else 60 * args.stop_after, log_path=out/'log.jsonl', ema_decay=args.ema or None,
              amp_dtype={'fp32': None, 'bf16': torch.bfloat16}[args.precision], compile=args.compile,
-             sample_every=args.sample_every, sample_dir=out/'samples', time_budget=budget)
+             sample_every=args.sample_every, sample_dir=out/'samples', time_budget=budget,
+             progress=sys.stderr.isatty())                            # a bar in a terminal, none in a log file
     if rank > 0: return
     print(f"{tr['img_per_s']:,.0f} img/s over this call's {tr['seconds']:.0f} s; {tr['skipped']} steps skipped")
     if not tr['finished']: return print(f"stopped at step {tr['steps']}; continue with the same options and --resume")
     half = torch.float16 if args.half else None
     n_test = args.test_n or (len(test.images) if device.type == 'cuda' else 2000)
-    score = lambda m: evaluate_bpd(m, test.images[:n_test], test.labels[:n_test] if m.cfg.num_classes else None)
+    score = lambda m: evaluate_bpd(m, test.images[:n_test], test.labels[:n_test] if m.cfg.num_classes else None,
+                                   progress=sys.stderr.isatty())
     last_path = None
     if tr['ema'] is not None:                                                         # the averaged weights are the result,
         last_path = save_model(model, out/'model_last.safetensors', half, preset=args.preset, steps=tr['steps'])

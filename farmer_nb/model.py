@@ -39,6 +39,8 @@ def check_config(cfg):
     for f in ('patch', 'n_blocks', 'depth', 'width', 'head_dim'):
         if getattr(cfg, f) < 1: raise ValueError(f"{name}.{f}: expected >= 1, got {getattr(cfg, f)}")
     if not 0 <= cfg.label_drop < 1: raise ValueError(f"{name}.label_drop: expected in [0, 1), got {cfg.label_drop}")
+    if not (math.isfinite(cfg.clip) and cfg.clip >= 0):
+        raise ValueError(f"{name}.clip: expected a finite number >= 0 (0: no clipping), got {cfg.clip}")
     if cfg.num_classes < 0: raise ValueError(f"{name}.num_classes: expected >= 0 (0: unconditional), got {cfg.num_classes}")
 
 # %% ../nbs/06_model.ipynb #5eb26d26

@@ -20,7 +20,7 @@ from .model import write_tensors, read_tensors, model_from_checkpoint, state_ten
 # %% ../nbs/09_train.ipynb #dfe66160
 def lr_factor(step, total, warmup, min_ratio=0.01):
     "Multiplier of the peak learning rate at `step`: linear warm-up over `warmup` steps, then cosine to `min_ratio`."
-    if step < warmup: return (step + 1) / warmup
+    if step < warmup: return min(1.0, (step + 1) / warmup)                       # (a time budget's step may be fractional)
     tau = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * tau))
 
