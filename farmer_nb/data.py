@@ -176,7 +176,8 @@ class ImageFolder(Dataset):
         self.classes = tuple(sorted({str(p.parent.relative_to(root)) for p in files}))
         def load(p):
             try: im = Image.open(p).convert('L' if channels == 1 else 'RGB')
-            except OSError as e: raise ValueError(f"root: {p} is not a readable PNG/JPEG image ({e})") from None
+            except OSError as e:
+                raise ValueError(f"root: {p} is not a readable PNG/JPEG image ({e})") from None
             s = min(im.size); l, t = (im.width - s) // 2, (im.height - s) // 2
             im = im.crop((l, t, l + s, t + s)).resize((size, size), Image.BICUBIC)
             return np.asarray(im, dtype=np.uint8).reshape(size, size, channels)

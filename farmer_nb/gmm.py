@@ -90,14 +90,16 @@ def _gmm_sample(self, n=None, generator=None):
 GMM.draw_at, GMM.sample = _gmm_draw_at, _gmm_sample
 
 # %% ../nbs/03_gmm.ipynb #a5217ac5
-MAX_SCALE = 100.0                                   # sampling temperatures, gamma and guidance weights: at most this
+MAX_SCALE = 100.0  # sampling temperatures, gamma and guidance weights: at most this
 
 def check_scale(value, name, hi=None):
-    "Refuse a temperature or scale that is not a finite number >= 0 (and <= `hi` if given), naming it; returns it."
+    "A temperature or scale, refused unless a finite number >= 0 (and <= `hi` if given)."
     if not (isinstance(value, (int, float)) or torch.is_tensor(value) and value.numel() == 1):
         raise TypeError(f"{name}: expected a number >= 0, got {type(value).__name__}")
-    if not (math.isfinite(value) and value >= 0): raise ValueError(f"{name}: expected a finite number >= 0, got {value}")
-    if hi is not None and value > hi: raise ValueError(f"{name}: expected a number in [0, {hi:g}], got {value}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{name}: expected a number in [0, {hi:g}], got {value}")
     return value
 
 def _temper(self, T_pi=1.0, T_sigma=1.0):

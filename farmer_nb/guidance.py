@@ -16,7 +16,8 @@ from .gmm import GMM, NoiseBank, rand, randn, categorical, check_scale, MAX_SCAL
 class NoGuidance:
     "Sample the conditional mixture p_c (tempered by T_pi, T_sigma)."
     def __init__(self, T_pi=1.0, T_sigma=1.0):
-        self.T_pi, self.T_sigma = check_scale(T_pi, 'T_pi', MAX_SCALE), check_scale(T_sigma, 'T_sigma', MAX_SCALE)
+        self.T_pi = check_scale(T_pi, 'T_pi', MAX_SCALE)
+        self.T_sigma = check_scale(T_sigma, 'T_sigma', MAX_SCALE)
     def __call__(self, g_c, g_u, n=None, generator=None):
         return g_c.temper(self.T_pi, self.T_sigma).sample(n=n, generator=generator)
 
@@ -26,14 +27,16 @@ def _draws(g, s, generator):
     return g.sample(n=s, generator=generator)
 
 def _for_scoring(g, T_pi, T_sigma):
-    "g tempered by (T_pi, T_sigma), standard deviations floored at 1e-6 (the heads' floor): finite log-densities."
+    "g tempered by (T_pi, T_sigma), standard deviations floored at 1e-6: finite log-densities."
     t = g.temper(T_pi, T_sigma)
     return GMM(t.logits, t.mu, t.log_sigma.clamp_min(math.log(1e-6)))
 
 def _check_w(w):
-    "Refuse a guidance weight outside [-1, MAX_SCALE]: w > 0 guides, w = 0 is p_c itself, w = -1 is p_u."
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and -1 <= w <= MAX_SCALE):
-        raise ValueError(f"w: expected a finite number in [-1, {MAX_SCALE:g}] (0: no guidance, -1: the unconditional model), got {w!r}")
+    "Refuse a guidance weight outside [-1, MAX_SCALE]: w > 0 guides, 0 is p_c, -1 is p_u."
+    number = isinstance(w, (int, float)) and not isinstance(w, bool)
+    if not (number and math.isfinite(w) and -1 <= w <= MAX_SCALE):
+        raise ValueError(f"w: expected a finite number in [-1, {MAX_SCALE:g}] (0: no guidance, -1: "
+                         f"the unconditional model), got {w!r}")
     return w
 
 def _check_count(value, name):
@@ -45,11 +48,12 @@ class Resampling:
     "FARMER's resampling CFG (Algorithm 1): candidates from p_c and p_u, importance weights w·Δ and (w+1)·Δ, resample."
     def __init__(self, w, s_c=5, s_u=5, T_pi=1.0, T_sigma=1.0, T_pi_v=1.0, T_sigma_v=1.0, T_s=1.0):
         _check_w(w)
-        for name, v in dict(T_pi=T_pi, T_sigma=T_sigma, T_pi_v=T_pi_v, T_sigma_v=T_sigma_v, T_s=T_s).items():
-            check_scale(v, name, MAX_SCALE)
+        temperatures = dict(T_pi=T_pi, T_sigma=T_sigma, T_pi_v=T_pi_v, T_sigma_v=T_sigma_v, T_s=T_s)
+        for name, v in temperatures.items(): check_scale(v, name, MAX_SCALE)
         _check_count(s_c, 's_c')
         _check_count(s_u, 's_u')
-        if s_c + s_u < 1: raise ValueError("s_c, s_u: expected at least one candidate in all, got 0 and 0")
+        if s_c + s_u < 1:
+            raise ValueError("s_c, s_u: expected at least one candidate in all, got 0 and 0")
         self.w, self.s_c, self.s_u, self.T_pi, self.T_sigma = w, s_c, s_u, T_pi, T_sigma
         self.T_pi_v, self.T_sigma_v, self.T_s = T_pi_v, T_sigma_v, T_s
 
@@ -60,8 +64,10 @@ class Resampling:
         vc, vu = (_for_scoring(g, self.T_pi_v, self.T_sigma_v) for g in (g_c, g_u))
         delta = vc.log_prob(cand) - vu.log_prob(cand)                                             # (S, *batch)
         scale = torch.cat([delta.new_full((self.s_c * k,), self.w), delta.new_full((self.s_u * k,), self.w + 1)])   # made on the device: no copy per step
-        logw = torch.log_softmax(torch.nan_to_num(scale.view(-1, *[1] * (delta.ndim - 1)) * delta, nan=0.0), 0)
-        probs = torch.softmax(torch.nan_to_num(self.T_s * logw, nan=0.0), 0).reshape(len(cand), -1).T   # (batch, S)
+        weighted = scale.view(-1, *[1] * (delta.ndim - 1)) * delta
+        logw = torch.log_softmax(torch.nan_to_num(weighted, nan=0.0), 0)                       # NaN: no preference
+        probs = torch.softmax(torch.nan_to_num(self.T_s * logw, nan=0.0), 0)
+        probs = probs.reshape(len(cand), -1).T                                         # (batch, S)
         if isinstance(generator, NoiseBank): idx = categorical(probs.unsqueeze(0).expand(k, -1, -1), generator, 1)   # (k, batch)
         else: idx = torch.multinomial(probs, k, replacement=True, generator=generator).T          # (k, batch)
         flat = cand.reshape(len(cand), -1, cand.shape[-1])                                        # (S, batch, d)

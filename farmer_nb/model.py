@@ -40,7 +40,8 @@ def check_config(cfg):
         if getattr(cfg, f) < 1: raise ValueError(f"{name}.{f}: expected >= 1, got {getattr(cfg, f)}")
     if not 0 <= cfg.label_drop < 1: raise ValueError(f"{name}.label_drop: expected in [0, 1), got {cfg.label_drop}")
     if not (math.isfinite(cfg.clip) and cfg.clip >= 0):
-        raise ValueError(f"{name}.clip: expected a finite number >= 0 (0: no clipping), got {cfg.clip}")
+        raise ValueError(f"{name}.clip: expected a finite number >= 0 (0: no clipping), got "
+                         f"{cfg.clip}")
     if cfg.num_classes < 0: raise ValueError(f"{name}.num_classes: expected >= 0 (0: unconditional), got {cfg.num_classes}")
 
 # %% ../nbs/06_model.ipynb #5eb26d26
@@ -207,7 +208,8 @@ class Farmer(DensityModel):
         self.split = ChannelSplit(cfg.d, cfg.d_I, cfg.split)
         self.prior = ARPrior(cfg.N, cfg.d_I, cfg.d - cfg.d_I, cfg.num_classes, cfg.ar_width, cfg.ar_depth, cfg.head_dim,
                              cfg.M, cfg.K_I, cfg.K_R, cfg.redundant)
-        self.final_reverse = (cfg.n_blocks % 2 == 1) == cfg.final_permute   # the AR reads opposite to block n, or with it
+        # the AR reads opposite to block n, or with it
+        self.final_reverse = (cfg.n_blocks % 2 == 1) == cfg.final_permute
 
     def _null(self, c, B):
         return c if c is not None else torch.zeros(B, dtype=torch.long, device=self.device)   # num_classes = 0: row 0 is the null label
@@ -262,7 +264,8 @@ def _sample(self, labels=None, n=None, generator=None, inverse=None, max_redraws
     c = prepare_labels(labels, self.cfg.num_classes, B, self.device)
     if inverse == 'student':
         if getattr(self, 'student', None) is None: raise ValueError("inverse: 'student' needs a distilled student (08_distill's `distill`)")
-        inverse = self.student.to(device=self.device, dtype=self.dtype).inverse       # held outside the module tree
+        # held outside the module tree
+        inverse = self.student.to(device=self.device, dtype=self.dtype).inverse
     inverse = inverse or self.flow.inverse
     draw = lambda: unpatchify(inverse(self.sample_latent(c, B, generator, **kw), c), self.cfg.patch, self.cfg.image_shape)
     y = draw()                                                                            # (B, C, H, W)
@@ -278,7 +281,7 @@ DensityModel.sample = _sample
 
 # %% ../nbs/06_model.ipynb #cd80e4e7
 def _setattr(self, name, value):
-    "`model.student = s` is held beside the module tree (not a submodule, not in `state_dict`); other names as usual."
+    "`model.student = s` stays beside the module tree (not in `state_dict`); others as usual."
     if name == 'student': object.__setattr__(self, name, value)
     else: nn.Module.__setattr__(self, name, value)
 
@@ -374,12 +377,14 @@ def load_model(path, device='cpu', expect_config=None):
 
 # %% ../nbs/06_model.ipynb #6b772bf8
 def asset_path(name):
-    "A file shipped in the package's `assets` folder, found from this module's own spec (a folder `farmer_nb` in the working directory cannot hide it)."
+    "A file of the package's `assets`, found from this module's spec (never a namespace package)."
     return Path(importlib.util.find_spec('farmer_nb.model').origin).parent/'assets'/name
 
 def load_pretrained(name='fmnist-small', device='cpu'):
     "A model shipped with the library (only 'fmnist-small' for now), loaded like `load_model`."
-    if not isinstance(name, str): raise TypeError(f"name: expected a model name such as 'fmnist-small', got {type(name).__name__}")
+    if not isinstance(name, str):
+        raise TypeError("name: expected a model name such as 'fmnist-small', got "
+                        f"{type(name).__name__}")
     path = asset_path(f"{name.replace('-', '_')}.safetensors")
     if not path.exists(): raise ValueError(f"name: no pretrained model {name!r}; available: 'fmnist-small'")
     return load_model(path, device)

@@ -20,7 +20,7 @@ from .model import write_tensors, read_tensors, model_from_checkpoint, state_ten
 # %% ../nbs/09_train.ipynb #dfe66160
 def lr_factor(step, total, warmup, min_ratio=0.01):
     "Multiplier of the peak learning rate at `step`: linear warm-up over `warmup` steps, then cosine to `min_ratio`."
-    if step < warmup: return min(1.0, (step + 1) / warmup)                       # (a time budget's step may be fractional)
+    if step < warmup: return min(1.0, (step + 1) / warmup)   # a budget's step may be fractional
     tau = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * tau))
 
@@ -149,16 +149,18 @@ def _log_record(model, loop, gnorm, opt, sigma, steps_per_epoch, images, labels,
 
 # %% ../nbs/09_train.ipynb #eefcc4fc
 def _sample_grid(model, step, folder, seed=0):
-    "Write a grid of 8 samples per class (or 64 unconditional ones) to folder/samples_STEP.png; a failure is only a warning."
+    "8 samples per class (or 64 unconditional) to folder/samples_STEP.png; failing only warns."
     model.eval()
     k = model.cfg.num_classes
     labels = torch.arange(k, device=model.device).repeat_interleave(8) if k else None
     try:
         from farmer_nb.viz import save_image_grid
-        imgs = model.sample(labels, n=64, generator=torch.Generator(device=model.device).manual_seed(seed))
+        gen = torch.Generator(device=model.device).manual_seed(seed)
+        imgs = model.sample(labels, n=64, generator=gen)
         return save_image_grid(imgs, Path(folder)/f'samples_{step:07d}.png', nrow=8)
-    except Exception as e:                                                         # a figure never costs the run
-        warnings.warn(f"sample grid of step {step} not written ({type(e).__name__}: {e}); training goes on")
+    except Exception as e:  # a figure never costs the run
+        warnings.warn(f"sample grid of step {step} not written ({type(e).__name__}: {e}); training "
+                      "goes on")
     finally: model.train()
 
 # %% ../nbs/09_train.ipynb #2229b610
@@ -178,7 +180,7 @@ def out_of_time(t0, seconds, ddp=False, device=None):
     return bool(flag.item())
 
 def seconds_since(t0, before=0.0, ddp=False, device=None):
-    "`before` plus the seconds since `t0` (perf_counter); under DDP every process takes the slowest clock's value."
+    "`before` plus the seconds since `t0` (perf_counter); under DDP the slowest clock's value."
     s = before + time.perf_counter() - t0
     if not ddp: return s
     t = torch.tensor(s, dtype=torch.float64, device=device)
@@ -196,8 +198,10 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
     "Train `model` on uint8 `images` (n, C, H, W) and `labels` (n,); returns a dict with the log, throughput and EMA weights. Seeds torch's global RNG with `seed`."
     if noise not in NOISES: raise ValueError(f"noise: expected one of {', '.join(map(repr, NOISES))}, got {noise!r}")
     budgeted = time_budget is not None
-    if budgeted and not (isinstance(time_budget, (int, float)) and math.isfinite(time_budget) and time_budget > 0):
-        raise ValueError(f"time_budget: expected a finite number of seconds > 0, got {time_budget!r}")
+    number = isinstance(time_budget, (int, float)) and not isinstance(time_budget, bool)
+    if budgeted and not (number and math.isfinite(time_budget) and time_budget > 0):
+        raise ValueError("time_budget: expected a finite number of seconds > 0, got "
+                         f"{time_budget!r}")
     if sigma_min is None: sigma_min = 0.0 if noise == 'uniform+gaussian' else 0.005      # the annealed σ's end
     device = model.device
     dist = torch.distributed
@@ -230,13 +234,13 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
     model.train()
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=start, disable=not progress or rank > 0, desc='train')
-    spent = loop['seconds']                                                        # training seconds, all calls
-    if budgeted and spent >= time_budget: stop = loop['step']                     # a finished budget: nothing to do
+    spent = loop['seconds']  # training seconds, all calls
+    if budgeted and spent >= time_budget: stop = loop['step']  # a finished budget: nothing to do
     while loop['step'] < stop:
         if loop['b'] == steps_per_epoch: loop['perm'], loop['b'] = torch.randperm(len(images), generator=g, device=device), 0
         idx = loop['perm'][loop['b'] * batch_size:(loop['b'] + 1) * batch_size]
         step = loop['step']
-        pos = max(step, total * min(1.0, spent / time_budget)) if budgeted else step   # the schedule's position
+        pos = max(step, total * min(1.0, spent / time_budget)) if budgeted else step   # in the schedule
         for group in opt.param_groups: group['lr'] = lr * lr_factor(pos, total, warmup)
         sigma = noise_sigma(pos / total, sigma_max, sigma_min) if noise != 'uniform' else None
         y, c = prepare_batch(model, images[idx], None if labels is None else labels[idx], sigma, label_drop, g, noise)   # global batch
@@ -246,8 +250,10 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
         if ema: _ema_update(ema, params, applied, 1 - min(ema_decay, (1 + step) / (10 + step)))
         if budgeted and (not ddp or loop['step'] % 10 == 0):
             spent = seconds_since(t0, loop['seconds'], ddp, device)
-            if spent >= time_budget and loop['step'] < stop: stop = loop['step']      # the budget is spent: log, checkpoint, done
-        if loop['step'] % log_every == 0 or loop['step'] == total or budgeted and loop['step'] == stop and spent >= time_budget:
+            # the budget is spent: log, checkpoint, done
+            if spent >= time_budget and loop['step'] < stop: stop = loop['step']
+        time_up = budgeted and loop['step'] == stop and spent >= time_budget
+        if loop['step'] % log_every == 0 or loop['step'] == total or time_up:
             if ddp: dist.all_reduce(tally.run_loss); tally.run_loss /= world          # the mean over all shares
             tally.sync(loop)                                                           # the loop's one host sync
             rec = _log_record(model, loop, gnorm, opt, sigma, steps_per_epoch, images, labels, loop['seconds'] + time.perf_counter() - t0)
@@ -263,7 +269,7 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
             if rank == 0: save_training(checkpoint, model, opt, g, {**loop, 'seconds': loop['seconds'] + time.perf_counter() - t0}, ema)
             if ddp: dist.barrier()
         if sample_every and sample_dir is not None and rank == 0 and loop['step'] % sample_every == 0:
-            _sample_grid(model, loop['step'], sample_dir, seed)                       # after the checkpoint; never fatal
+            _sample_grid(model, loop['step'], sample_dir, seed)  # after the checkpoint; never fatal
     bar.close(); model.eval(); tally.sync(loop)
     if device.type == 'cuda': torch.cuda.synchronize()
     secs = time.perf_counter() - t0

@@ -30,7 +30,7 @@ def image_grid(images, nrow=None, pad=1, pad_value=255):
 def save_image_grid(images, path, nrow=None, scale=2):
     "Write an image grid to a PNG (or JPEG) file with Pillow, each pixel repeated `scale` times."
     from PIL import Image
-    g = image_grid(images, nrow).repeat(scale, 0).repeat(scale, 1)                  # (rows, cols, C) uint8
+    g = image_grid(images, nrow).repeat(scale, 0).repeat(scale, 1)  # (rows, cols, C) uint8
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(g[..., 0] if g.shape[-1] == 1 else g).save(path)
     return path
