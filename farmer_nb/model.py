@@ -366,7 +366,13 @@ def model_from_checkpoint(tensors, meta, path='checkpoint', expect_config=None, 
         diff = ', '.join(f"{k}: expected {a!r}, checkpoint has {b!r}" for k, (a, b) in config_diff(expect_config, cfg).items())
         raise ValueError(f"{path}: checkpoint is from another config ({diff})")
     model = model_cls(cfg)
-    model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    stale = [k for k in state if k.startswith('student.')]       # a student saved inside the model (older files)
+    if stale:
+        import warnings
+        warnings.warn(f"{path}: holds the weights of a distilled student too; they are skipped "
+                      "(a student has files of its own: 08_distill's save_student)")
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith('student.')})
     return model
 
 def load_model(path, device='cpu', expect_config=None):
