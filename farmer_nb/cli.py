@@ -206,8 +206,10 @@ def cmd_train(args):
               'test_n')
     for name in counts: _in_range(args, name, 1)
     for name in ('minutes', 'stop_after'): _in_range(args, name, 0, 1e5, above=True)
-    _in_range(args, 'lr', 0, 1, above=True); _in_range(args, 'sample_every', 0)
-    _in_range(args, 'ema', 0, 1, below=True); _in_range(args, 'size', 1, 1024)
+    _in_range(args, 'lr', 0, 1, above=True)
+    _in_range(args, 'sample_every', 0)
+    _in_range(args, 'ema', 0, 1, below=True)
+    _in_range(args, 'size', 1, 1024)
     _exclusive(args, 'steps', 'epochs', 'minutes')
     if args.init and args.resume:
         raise ValueError("--init: starts a new run from a model's weights; --resume continues a "
@@ -365,7 +367,9 @@ def _check_quality(args, model, test):
 
 def cmd_eval(args):
     from farmer_nb.metrics import evaluate_bpd, sample_quality, class_samples
-    _in_range(args, 'size', 1, 1024); _in_range(args, 'n', 1); _in_range(args, 'quality', 0)
+    _in_range(args, 'size', 1, 1024)
+    _in_range(args, 'n', 1)
+    _in_range(args, 'quality', 0)
     out = _output_file(args.out, '--out', ('.json',)) if args.out else None
     model = _load_model(args.model, args.device)
     train, test = _data(args)
@@ -438,7 +442,8 @@ def bench_train(args):
     return rows, rank
 
 def cmd_bench(args):
-    _in_range(args, 'reps', 1, 1000); _positive(args, 'peak_tflops')
+    _in_range(args, 'reps', 1, 1000)
+    _positive(args, 'peak_tflops')
     if not all(1 <= b <= 65536 for b in args.batches):
         raise ValueError(f"--batches: expected batch sizes in [1, 65536], got {args.batches}")
     if args.out: _output_file(args.out, '--out', ('.json',))

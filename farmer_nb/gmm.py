@@ -104,7 +104,8 @@ def check_scale(value, name, hi=None):
 
 def _temper(self, T_pi=1.0, T_sigma=1.0):
     "The mixture with logits × T_pi and standard deviations × T_sigma (T_sigma = 0: every draw is a component mean)."
-    check_scale(T_pi, 'T_pi'); check_scale(T_sigma, 'T_sigma')
+    check_scale(T_pi, 'T_pi')
+    check_scale(T_sigma, 'T_sigma')
     return GMM(self.logits * T_pi, self.mu, self.log_sigma + (math.log(T_sigma) if T_sigma > 0 else -math.inf))
 
 def _effective_components(self):
