@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn as nn
 from .transformer import Transformer
-from .gmm import GMM, GMMHead, NoiseBank, rand, randn, inverse_cdf
+from .gmm import GMM, GMMHead, NoiseBank, rand, randn, inverse_cdf, check_scale, MAX_SCALE
 
 # %% ../nbs/04_ar.ipynb #5c4bed73
 class ARPrior(nn.Module):
@@ -60,6 +60,8 @@ def _ar_sample(self, c, T_pi=1.0, T_sigma=1.0, gamma=1.0, generator=None, use_ca
     "Draw (Z^I (B, N, d_I), Z^R (B, N, d_R)) for labels c (B,); a guidance `rule` decodes a null-label stream alongside."
     B, dev = c.shape[0], c.device
     dtype = self.pos_emb.dtype
+    for name, v in dict(T_pi=T_pi, T_sigma=T_sigma, gamma=gamma).items():
+        check_scale(v, name, MAX_SCALE)
     if rule is not None and (T_pi != 1.0 or T_sigma != 1.0):
         raise ValueError("T_pi, T_sigma: with a guidance rule, set the sampling temperatures on the rule")
     if rule is not None: c = torch.cat([c, torch.full_like(c, self.num_classes)])   # (2B,): conditional, then unconditional
@@ -110,6 +112,8 @@ ARPrior.draw_noise = _ar_draw_noise
 def _ar_sample_from_noise(self, c, noise, T_pi=1.0, T_sigma=1.0, gamma=1.0):
     "`sample` for labels c (B,) on the numbers of `draw_noise`: (Z^I (B, N, d_I), Z^R (B, N, d_R)); no generator, no host sync."
     B, dev, dtype = c.shape[0], c.device, self.pos_emb.dtype
+    for name, v in dict(T_pi=T_pi, T_sigma=T_sigma, gamma=gamma).items():
+        check_scale(v, name, MAX_SCALE)
     z_I = torch.zeros(B, self.N, self.d_I, device=dev, dtype=dtype)                 # (B, N, d_I)
     caches = self.transformer.make_caches(B, self.M + self.N, dev, dtype)
     h = self.transformer(self.inputs(None, c), caches)[:, -1]                       # (B, width) at position M−1

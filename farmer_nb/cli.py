@@ -18,7 +18,9 @@ def _data(args):
     from types import SimpleNamespace
     from farmer_nb.data import FashionMNIST, ImageFolder
     if not getattr(args, 'images', None): return FashionMNIST('train', args.data), FashionMNIST('test', args.data)
-    ds = ImageFolder(args.images, size=args.size, channels=args.channels)
+    try: ds = ImageFolder(args.images, size=args.size, channels=args.channels)
+    except (ValueError, FileNotFoundError) as e:
+        raise type(e)(f"--images: {str(e).removeprefix('root: ')}") from None
     perm, n_test = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0)), max(1, len(ds) // 10)
     part = lambda idx: SimpleNamespace(images=ds.images[idx], labels=ds.labels[idx], classes=ds.classes)
     return part(perm[n_test:]), part(perm[:n_test])
@@ -33,32 +35,142 @@ def _distributed(device):
     return torch.device(device), int(os.environ.get('RANK', 0))
 
 # %% ../nbs/12_cli.ipynb #74122678
+def _opt(name):
+    "The command-line spelling of an argparse destination: 'T_pi_v' → '--T-pi-v'."
+    return '--' + name.replace('_', '-')
+
+def _range_text(v, lo, hi, above, below):
+    "'an integer >= 1', 'a number in (0, 1]', ... for the error messages."
+    kind = 'an integer' if isinstance(v, int) else 'a finite number' if hi is None else 'a number'
+    num = lambda x: str(x) if isinstance(x, int) else f"{x:g}"
+    if hi is None: return f"{kind} {'>' if above else '>='} {num(lo)}"
+    return f"{kind} in {'(' if above else '['}{num(lo)}, {num(hi)}{')' if below else ']'}"
+
+def _in_range(args, name, lo, hi=None, above=False, below=False):
+    "Refuse an option (if given) outside the range or not finite, naming it and the range."
+    v = getattr(args, name, None)
+    if v is None: return
+    low_ok = v > lo if above else v >= lo
+    high_ok = hi is None or (v < hi if below else v <= hi)
+    if not (math.isfinite(v) and low_ok and high_ok):
+        raise ValueError(f"{_opt(name)}: expected {_range_text(v, lo, hi, above, below)}, got {v}")
+
+def _positive(args, *names):
+    "Refuse options that must be finite and positive, naming the option."
+    for n in names: _in_range(args, n, 0, above=True)
+
+def _exclusive(args, *names):
+    "Refuse more than one of the options `names` (each would decide the same thing)."
+    given = [_opt(n) for n in names if getattr(args, n, None) is not None]
+    if len(given) > 1:
+        raise ValueError(f"{', '.join(given)}: give one of them (each sets the length of the run)")
+
+_DEVICES = 'cpu, cuda, cuda:N or mps'
+
+def _check_device(name):
+    "The torch.device of --device, refused with one line if it is malformed or absent here."
+    try: dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device: expected {_DEVICES}, got {name!r}") from None
+    if dev.type not in ('cpu', 'cuda', 'mps'):
+        raise ValueError(f"--device: expected {_DEVICES}, got {name!r}")
+    n = torch.cuda.device_count() if dev.type == 'cuda' and torch.cuda.is_available() else 0
+    if dev.type == 'cuda' and n == 0:
+        raise ValueError(f"--device: {name} asked for, but this machine has no CUDA GPU; use "
+                         "--device cpu")
+    if dev.type == 'cuda' and (dev.index or 0) >= n:
+        raise ValueError(f"--device: {name} asked for, but this machine has {n} CUDA GPU(s): "
+                         f"cuda:0 to cuda:{n - 1}")
+    if dev.type == 'mps' and not torch.backends.mps.is_available():
+        raise ValueError("--device: mps is not available here; use --device cpu")
+    return dev
+
+def _output_file(path, option, suffixes):
+    "`path` as a Path: a file name ending in one of `suffixes`, in a folder that is or can be made."
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        raise ValueError(f"{option}: expected a file name ending in {' or '.join(suffixes)}, got "
+                         f"{path!r}")
+    if p.is_dir(): raise ValueError(f"{option}: {path} is a folder; give a file name")
+    _output_dir(p.parent, option)
+    return p
+
+def _output_dir(path, option='--out'):
+    "Make the output folder of a run, or refuse with one line naming the option."
+    try: Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{option}: cannot create the folder {path} ({e.strerror})") from None
+    if not os.access(path, os.W_OK): raise ValueError(f"{option}: cannot write into {path}")
+    return Path(path)
+
+def _load_model(path, device, option='--model'):
+    "`load_model` in eval mode, its errors as one line naming the option."
+    from farmer_nb.model import load_model
+    if not Path(path).is_file(): raise FileNotFoundError(f"{option}: no such file: {path}")
+    try: return load_model(path, device).eval()
+    except ValueError as e: raise ValueError(f"{option}: {e}") from None
+
+def _check_data(model, ds, args):
+    "Refuse images whose shape or classes the model cannot take, naming the option that chose them."
+    src = '--images' if getattr(args, 'images', None) else '--data'
+    shape, want = tuple(ds.images.shape[1:]), tuple(model.cfg.image_shape)
+    if shape != want:
+        fix = 'set --size and --channels' if src == '--images' else 'see --images'
+        raise ValueError(f"{src}: images of shape {shape}, but the model takes {want} ({fix})")
+    if model.cfg.num_classes and len(ds.classes) > model.cfg.num_classes:
+        raise ValueError(f"{src}: {len(ds.classes)} classes, but the model knows "
+                         f"{model.cfg.num_classes}")
+
+_BOOLS = {'1': True, 'true': True, 'yes': True, 'on': True,
+          '0': False, 'false': False, 'no': False, 'off': False}
+
+def _parse_field(k, t, v):
+    "One `--set` value of type t (bool, int, float, str or int tuple), refused naming the field."
+    if t is bool:
+        if v.lower() not in _BOOLS:
+            raise ValueError(f"--set {k}: expected true or false (also 1/0, yes/no, on/off), got "
+                             f"{v!r}")
+        return _BOOLS[v.lower()]
+    what = 'comma-separated ints' if t is tuple else t.__name__
+    try: x = tuple(int(s) for s in v.split(',')) if t is tuple else t(v)
+    except ValueError: raise ValueError(f"--set {k}: expected {what}, got {v!r}") from None
+    if t is float and not math.isfinite(x):
+        raise ValueError(f"--set {k}: expected a finite number, got {v!r}")
+    return x
+
 def _overrides(preset, pairs):
     "Parse `field=value` overrides with the types of the preset's config fields."
+    import dataclasses
     from farmer_nb.model import get_config
     base, out = get_config(preset), {}
+    names = [f.name for f in dataclasses.fields(base)]
     for pair in pairs:
         if '=' not in pair: raise ValueError(f"--set: expected field=value, got {pair!r}")
         k, v = pair.split('=', 1)
-        if not hasattr(base, k): raise ValueError(f"--set: {type(base).__name__} has no field {k!r}")
-        t = type(getattr(base, k))
-        try: out[k] = (v.lower() in ('1', 'true', 'yes')) if t is bool else tuple(int(x) for x in v.split(',')) if t is tuple else t(v)
-        except ValueError: raise ValueError(f"--set {k}: expected {'comma-separated ints' if t is tuple else t.__name__}, got {v!r}") from None
+        if k not in names:
+            raise ValueError(f"--set: {type(base).__name__} has no field {k!r} (fields: "
+                             f"{', '.join(names)})")
+        out[k] = _parse_field(k, type(getattr(base, k)), v)
     return out
 
 PRESET_LR = {'fmnist-base': 3e-4}          # measured: at 2e-3 its loss climbs back during the warm-up (09_train, results)
 
-def _positive(args, *names):
-    "Refuse numeric options that must be positive, naming the option."
-    for n in names:
-        v = getattr(args, n, None)
-        if v is not None and not v > 0: raise ValueError(f"--{n.replace('_', '-')}: expected a positive number, got {v}")
+def _checkpoint_meta(path):
+    "A training checkpoint's metadata, read without its tensors; refused naming --resume."
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework='pt') as f: meta = f.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"--resume: {path} is not a readable training checkpoint ({e})") from None
+    if meta.get('format') != 'farmer_nb.train/1':
+        raise ValueError(f"--resume: {path} is not a training checkpoint (format "
+                         f"{meta.get('format')!r})")
+    return meta
 
 def _planned_steps(checkpoint):
     "The total steps a time-budgeted run planned when it started (so that --resume keeps its schedule), or None."
     if not Path(checkpoint).exists(): return None
-    from farmer_nb.model import read_tensors
-    return json.loads(read_tensors(checkpoint, ('farmer_nb.train/1',))[1]['loop'])['settings']['total']
+    return json.loads(_checkpoint_meta(checkpoint)['loop'])['settings']['total']
 
 def _steps_that_fit(model, x, y, batch_size, seconds, warmup=2, timed=5):
     "Steps of this model that fit in `seconds`: the median of `timed` single steps after `warmup`, on a throwaway optimizer (weights restored)."
@@ -76,64 +188,106 @@ def _steps_that_fit(model, x, y, batch_size, seconds, warmup=2, timed=5):
     return max(10, int(seconds / per_step.item())), per_step.item()
 
 # %% ../nbs/12_cli.ipynb #a64fce3b
+def _watched():
+    "Whether to draw progress bars: in a terminal or a notebook, not in a log file or a pipe."
+    return sys.stderr.isatty() or 'ipykernel' in sys.modules
+
+def _warn(args, what, e):
+    "One warning line on stderr for a step after training that failed without costing anything."
+    line = f"farmer {args.command}: warning: {what} failed ({type(e).__name__}: {_one_line(e)})"
+    print(line, file=sys.stderr, flush=True)
+
 def cmd_train(args):
     from farmer_nb.model import build_model, get_config, save_model, load_model
     from farmer_nb.train import fit
     from farmer_nb.metrics import evaluate_bpd
     from farmer_nb.viz import save_image_grid
-    _positive(args, 'batch_size', 'lr', 'steps', 'minutes', 'epochs', 'log_every', 'stop_after')
+    counts = ('batch_size', 'steps', 'epochs', 'log_every', 'stop_at_step', 'checkpoint_every',
+              'test_n')
+    for name in counts: _in_range(args, name, 1)
+    for name in ('minutes', 'stop_after'): _in_range(args, name, 0, 1e5, above=True)
+    _in_range(args, 'lr', 0, 1, above=True)
+    _in_range(args, 'sample_every', 0)
+    _in_range(args, 'ema', 0, 1, below=True)
+    _in_range(args, 'size', 1, 1024)
+    _exclusive(args, 'steps', 'epochs', 'minutes')
+    if args.init and args.resume:
+        raise ValueError("--init: starts a new run from a model's weights; --resume continues a "
+                         "checkpoint, give one of them")
     if args.deterministic:                                   # bit-exact GPU runs where PyTorch can (an error where it cannot)
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.use_deterministic_algorithms(True)
     device, rank = _distributed(args.device)
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    out = _output_dir(args.out)
     train, test = _data(args)
     own = dict(image_shape=tuple(train.images.shape[1:]), num_classes=len(train.classes)) if args.images else {}
     torch.manual_seed(args.seed)
     model = build_model(get_config(args.preset, **{**own, **_overrides(args.preset, args.set)})).to(device)
     if args.init:                                            # fine-tuning: these weights, a fresh optimizer and schedule
-        if args.resume: raise ValueError("--init: starts a new run from a model's weights; --resume continues a checkpoint, give one of them")
-        model.load_state_dict(load_model(args.init, expect_config=model.cfg).state_dict())
+        if not Path(args.init).is_file():
+            raise FileNotFoundError(f"--init: no such file: {args.init}")
+        try: model.load_state_dict(load_model(args.init, expect_config=model.cfg).state_dict())
+        except (ValueError, FileNotFoundError) as e: raise type(e)(f"--init: {e}") from None
     bs = args.batch_size or (256 if device.type == 'cuda' else 64)
     if bs > len(train.images): raise ValueError(f"--batch-size: {bs} is larger than the dataset ({len(train.images)} training images)")
-    spe, max_steps = len(train.images) // bs, None
+    if args.test_n and args.test_n > len(test.images):
+        n = len(test.images)
+        raise ValueError(f"--test-n: expected an integer in [1, {n}] (test images), got {args.test_n}")
+    ckpt = out/'checkpoint.safetensors'
+    if args.resume and ckpt.exists(): _checkpoint_meta(ckpt)  # a readable training checkpoint
+    if args.resume and not ckpt.exists() and rank == 0:
+        print(f"--resume: no checkpoint in {out} yet: a new run starts")
+    spe, max_steps, budget = len(train.images) // bs, None, None
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
     if args.steps is not None:
         max_steps, epochs = args.steps, math.ceil(args.steps / spe)
         if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; {max_steps} steps of batch {bs}")
     elif args.epochs is None and (device.type == 'cpu' or args.minutes is not None):
         minutes = args.minutes or 2.0
-        planned = _planned_steps(out/'checkpoint.safetensors') if args.resume else None
-        max_steps, per_step = (planned, float('nan')) if planned else _steps_that_fit(model, train.images, train.labels, bs, 60 * minutes)
+        budget = 60 * minutes                                # a deadline: fit follows the clock
+        planned = _planned_steps(ckpt) if args.resume else None
+        fitting = lambda: _steps_that_fit(model, train.images, train.labels, bs, budget)
+        max_steps, per_step = (planned, float('nan')) if planned else fitting()
         epochs = math.ceil(max_steps / spe)
         if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; " + (f"resuming the {max_steps} steps planned" if planned else
-                            f"{per_step:.3f} s/step: {max_steps} steps of batch {bs} in {minutes:g} min"))
+                            f"{per_step:.3f} s/step: {max_steps} steps of batch {bs} in {minutes:g} min") +
+                            f"; training ends within {minutes:g} min")
     else:
         epochs = args.epochs or 10
         if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; {epochs} epochs of batch {bs}")
     if rank == 0 and not args.resume and (out/'log.jsonl').exists(): (out/'log.jsonl').unlink()
     lr = args.lr or PRESET_LR.get(args.preset, 2e-3)
     tr = fit(model, train.images, train.labels, epochs=epochs, batch_size=bs, lr=lr, noise=args.noise, seed=args.seed,
-             max_steps=max_steps, log_every=args.log_every, checkpoint=out/'checkpoint.safetensors', checkpoint_every=args.checkpoint_every,
+             max_steps=max_steps, log_every=args.log_every, checkpoint=ckpt, checkpoint_every=args.checkpoint_every,
              resume=args.resume, stop_at_step=args.stop_at_step,
              stop_after=None if args.stop_after is None else 60 * args.stop_after, log_path=out/'log.jsonl', ema_decay=args.ema or None,
              amp_dtype={'fp32': None, 'bf16': torch.bfloat16}[args.precision], compile=args.compile,
-             sample_every=args.sample_every, sample_dir=out/'samples')
+             sample_every=args.sample_every, sample_dir=out/'samples', time_budget=budget,
+             progress=_watched())
     if rank > 0: return
     print(f"{tr['img_per_s']:,.0f} img/s over this call's {tr['seconds']:.0f} s; {tr['skipped']} steps skipped")
     if not tr['finished']: return print(f"stopped at step {tr['steps']}; continue with the same options and --resume")
     half = torch.float16 if args.half else None
     n_test = args.test_n or (len(test.images) if device.type == 'cuda' else 2000)
-    score = lambda m: evaluate_bpd(m, test.images[:n_test], test.labels[:n_test] if m.cfg.num_classes else None)
-    last = None
+    test_labels = lambda m: test.labels[:n_test] if m.cfg.num_classes else None
+    score = lambda m: evaluate_bpd(m, test.images[:n_test], test_labels(m), progress=_watched())
+    last_path = None
     if tr['ema'] is not None:                                                         # the averaged weights are the result,
-        last = score(load_model(save_model(model, out/'model_last.safetensors', half, preset=args.preset, steps=tr['steps']), device).eval())
+        last_path = save_model(model, out/'model_last.safetensors', half, preset=args.preset,
+                               steps=tr['steps'])
         model.load_state_dict(tr['ema'], strict=False)                                # the last ones are kept beside them
     path = save_model(model, out/'model.safetensors', half, preset=args.preset, steps=tr['steps'], ema=args.ema)
+    # the weights are on disk before anything else can fail
+    print(f"checkpoint: {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
     model = load_model(path, device).eval()                                           # score exactly what was written
     labels = torch.arange(10, device=device).repeat_interleave(10) % max(model.cfg.num_classes, 1)
-    grid = save_image_grid(model.sample(labels if model.cfg.num_classes else None, n=100,
-                                        generator=torch.Generator(device=device).manual_seed(args.seed)), out/'samples.png', nrow=10)
+    grid = None
+    try:  # a figure never costs the scores
+        gen = torch.Generator(device=device).manual_seed(args.seed)
+        imgs = model.sample(labels if model.cfg.num_classes else None, n=100, generator=gen)
+        grid = save_image_grid(imgs, out/'samples.png', nrow=10)
+    except Exception as e: _warn(args, 'the sample grid', e)
+    last = score(load_model(last_path, device).eval()) if last_path else None
     r = score(model)
     res = dict(preset=args.preset, overrides=args.set, steps=tr['steps'], batch_size=bs, lr=lr, epochs=tr['steps'] / spe,
                train_seconds=tr['log'][-1]['time'] if tr['log'] else tr['seconds'], img_per_s=tr['img_per_s'], skipped=tr['skipped'],
@@ -141,58 +295,119 @@ def cmd_train(args):
                test_bpd_last_weights=last and last['bpd'], noise=args.noise, init=args.init,
                bpd_kind='conditional, uniform dequantization, +ln128', device=str(device), log=tr['log'])
     (out/'results.json').write_text(json.dumps(res, indent=1))
-    print(f"sample grid: {grid}\ncheckpoint: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if grid: print(f"sample grid: {grid}")
     print(f"test bits/dim: {r['bpd']:.3f} ± {r['se']:.3f} (conditional, first {r['n']:,} test images; "
           f"{res['epochs']:.2f} epochs, {res['train_seconds']:.0f} s of training)"
           + (f"; EMA weights — the last weights score {last['bpd']:.3f} (model_last.safetensors)" if last else ''))
 
 # %% ../nbs/12_cli.ipynb #91c57956
+# what each rule reads
+_RULE_OPTIONS = {'naive': ('w',), 'resampling': ('w', 's', 'T_pi_v', 'T_sigma_v', 'T_s')}
+
 def _rule(args):
-    from farmer_nb.guidance import NoGuidance, NaiveGuidance, Resampling
+    "The rule of --guidance with its options; an option of another rule is refused, not ignored."
+    from farmer_nb.guidance import NaiveGuidance, Resampling
+    for name in _RULE_OPTIONS['resampling']:
+        if getattr(args, name) is not None and name not in _RULE_OPTIONS.get(args.guidance, ()):
+            which = 'naive or resampling' if name == 'w' else 'resampling'
+            raise ValueError(f"{_opt(name)}: applies to --guidance {which} only, not to --guidance "
+                             f"{args.guidance}")
     if args.guidance == 'none': return None
-    if args.guidance == 'naive': return NaiveGuidance(args.w, T_sigma=args.T_sigma)
-    return Resampling(args.w, args.s, args.s, T_sigma=args.T_sigma, T_pi_v=args.T_pi_v, T_sigma_v=args.T_sigma_v, T_s=args.T_s)
+    w = 2.0 if args.w is None else args.w
+    if args.guidance == 'naive': return NaiveGuidance(w, T_sigma=args.T_sigma)
+    given = lambda name, default: default if getattr(args, name) is None else getattr(args, name)
+    s = given('s', 5)
+    return Resampling(w, s, s, T_sigma=args.T_sigma, T_pi_v=given('T_pi_v', 0.2),
+                      T_sigma_v=given('T_sigma_v', 0.9), T_s=given('T_s', 1.1))
+
+def _sampling_options(args, model):
+    "`model.sample` keywords for the sampling options, each refused where it does not apply."
+    kind = type(model).__name__
+    if not hasattr(model, 'prior'):  # the Gaussian-prior flow: a temperature only
+        if args.guidance != 'none':
+            raise ValueError(f"--guidance: {args.guidance} needs a FARMER model, not a {kind}")
+        if args.gamma != 1.0:
+            raise ValueError(f"--gamma: scales FARMER's redundant channels; a {kind} has none")
+        if args.T_sigma == 0:
+            raise ValueError(f"--T-sigma: expected a number in (0, 100] for a {kind}, got 0.0")
+        _rule(args)  # refuses the options of the rules
+        return dict(temperature=args.T_sigma)
+    if args.guidance != 'none' and not model.cfg.num_classes:
+        raise ValueError(f"--guidance: needs a class-conditional model; {args.model} has "
+                         "num_classes = 0")
+    temperature = {'T_sigma': args.T_sigma} if args.guidance == 'none' else {}   # else the rule's
+    return dict(guidance=_rule(args), gamma=args.gamma, **temperature)
 
 def cmd_sample(args):
-    from farmer_nb.model import load_model
     from farmer_nb.viz import save_image_grid
-    _positive(args, 'per_class', 's', 'T_sigma', 'T_s')
-    model = load_model(args.model, args.device).eval()
+    _in_range(args, 'per_class', 1, 1000)
+    _in_range(args, 's', 1, 100)
+    _in_range(args, 'w', -1, 100)
+    for name in ('T_sigma', 'T_pi_v', 'T_sigma_v', 'T_s', 'gamma'): _in_range(args, name, 0, 100)
+    out = _output_file(args.out, '--out', ('.png', '.jpg', '.jpeg'))
+    model = _load_model(args.model, args.device)
+    kw = _sampling_options(args, model)
     k = max(model.cfg.num_classes, 1)
     labels = torch.arange(k, device=model.device).repeat_interleave(args.per_class) if model.cfg.num_classes else None
-    kw = {} if type(model).__name__ == 'GaussianFlow' else dict(guidance=_rule(args), gamma=args.gamma)
-    imgs = model.sample(labels, n=args.per_class, generator=torch.Generator(device=model.device).manual_seed(args.seed), **kw)
-    print(save_image_grid(imgs, args.out, nrow=args.per_class))
+    gen = torch.Generator(device=model.device).manual_seed(args.seed)
+    imgs = model.sample(labels, n=args.per_class, generator=gen, **kw)
+    print(save_image_grid(imgs, out, nrow=args.per_class))
+
+def _check_quality(args, model, test):
+    "Refuse --quality where the frozen Fashion-MNIST feature network cannot score the samples."
+    K = model.cfg.num_classes
+    if args.images or tuple(model.cfg.image_shape) != (1, 28, 28) or K != 10:
+        raise ValueError("--quality: scores samples with the Fashion-MNIST feature network "
+                         "(10_metrics): it needs "
+                         "a Fashion-MNIST model (1×28×28, 10 classes) and its test images, not "
+                         "--images")
+    _in_range(args, 'quality', 0, len(test.images))
+    if args.quality % K:
+        raise ValueError(f"--quality: expected a multiple of the {K} classes, got {args.quality}")
 
 def cmd_eval(args):
-    from farmer_nb.model import load_model
     from farmer_nb.metrics import evaluate_bpd, sample_quality, class_samples
-    model = load_model(args.model, args.device).eval()
+    _in_range(args, 'size', 1, 1024)
+    _in_range(args, 'n', 1)
+    _in_range(args, 'quality', 0)
+    out = _output_file(args.out, '--out', ('.json',)) if args.out else None
+    model = _load_model(args.model, args.device)
     train, test = _data(args)
     ds = test if args.split == 'test' else train
+    _check_data(model, ds, args)
+    _in_range(args, 'n', 1, len(ds.images))                                   # at most the split
+    if args.quality: _check_quality(args, model, test)
     n = args.n or len(ds.images)
-    r = evaluate_bpd(model, ds.images[:n], ds.labels[:n] if model.cfg.num_classes and not args.null_label else None)
+    labels = ds.labels[:n] if model.cfg.num_classes and not args.null_label else None
+    r = evaluate_bpd(model, ds.images[:n], labels, progress=_watched())
     res = dict(split=args.split, n=r['n'], bpd=r['bpd'], se=r['se'], kind='null label' if args.null_label else 'conditional')
     if args.quality:
         fake, labels = class_samples(model, args.quality, 500, args.seed)
         res['quality'] = sample_quality(fake, test.images[:len(labels)], labels)
     print(json.dumps(res, indent=1))
-    if args.out: Path(args.out).write_text(json.dumps(res, indent=1))
+    if out: out.write_text(json.dumps(res, indent=1))
 
 def cmd_distill(args):
-    from farmer_nb.model import load_model
-    from farmer_nb.distill import distill
-    _positive(args, 'epochs', 'batch_size', 'lr', 'max_steps')
-    model = load_model(args.model, args.device).eval()
+    from farmer_nb.distill import distill, save_student, load_student
+    for name in ('epochs', 'batch_size', 'max_steps'): _in_range(args, name, 1)
+    _in_range(args, 'lr', 0, 1, above=True)
+    _in_range(args, 's_max', 0, 10)
+    _in_range(args, 'size', 1, 1024)
+    out = _output_dir(args.out)
+    model = _load_model(args.model, args.device)
     init = None
     if args.init:
-        from farmer_nb.distill import load_student
-        init = load_student(model, args.init)                                     # refused if it belongs to another config
+        if not Path(args.init).is_file():
+            raise FileNotFoundError(f"--init: no such file: {args.init}")
+        try: init = load_student(model, args.init)  # refused if it belongs to another config
+        except ValueError as e: raise ValueError(f"--init: {e}") from None
     train, _ = _data(args)
+    _check_data(model, train, args)
+    if args.batch_size > len(train.images):
+        raise ValueError(f"--batch-size: {args.batch_size} is larger than the dataset "
+                         f"({len(train.images)} training images)")
     student, log = distill(model, train.images, train.labels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                            max_steps=args.max_steps, s_max=args.s_max, init=init)
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-    from farmer_nb.distill import save_student
     path = save_student(model, out/'student.safetensors', dtype=torch.float16 if args.half else None)
     print(f"student: {path}; final distillation loss {log[-1]['loss']:.3e}")
 
@@ -227,8 +442,11 @@ def bench_train(args):
     return rows, rank
 
 def cmd_bench(args):
-    _positive(args, 'reps', 'peak_tflops')
-    if min(args.batches) < 1: raise ValueError(f"--batches: expected positive batch sizes, got {args.batches}")
+    _in_range(args, 'reps', 1, 1000)
+    _positive(args, 'peak_tflops')
+    if not all(1 <= b <= 65536 for b in args.batches):
+        raise ValueError(f"--batches: expected batch sizes in [1, 65536], got {args.batches}")
+    if args.out: _output_file(args.out, '--out', ('.json',))
     if args.what == 'train':
         rows, rank = bench_train(args)
         if args.out and rank == 0: Path(args.out).write_text(json.dumps(dict(device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu', rows=rows), indent=1))
@@ -237,10 +455,14 @@ def cmd_bench(args):
     from farmer_nb.flow import GraphedInverse
     from farmer_nb.guidance import Resampling
     from farmer_nb.metrics import median_time
-    model = (load_model(args.model, args.device) if args.model else build_model(get_config(args.preset)).to(args.device)).eval()
+    if args.model: model = _load_model(args.model, args.device)
+    else: model = build_model(get_config(args.preset)).to(args.device).eval()
     if args.student:
         from farmer_nb.distill import load_student
-        load_student(model, args.student)
+        if not Path(args.student).is_file():
+            raise FileNotFoundError(f"--student: no such file: {args.student}")
+        try: load_student(model, args.student)
+        except ValueError as e: raise ValueError(f"--student: {e}") from None
     dev, rows = model.device, []
     for B in args.batches:
         c = torch.arange(B, device=dev) % max(model.cfg.num_classes, 1)
@@ -268,24 +490,38 @@ def cmd_bench(args):
     if args.out: Path(args.out).write_text(json.dumps(dict(device=torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu', rows=rows), indent=1))
 
 # %% ../nbs/12_cli.ipynb #b351bd28
+class _Parser(argparse.ArgumentParser):
+    "argparse whose errors are one line on stderr (`farmer CMD: error: ...`) with exit status 2."
+    def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} "
+                                           "--help)\n")
+
+def _image_options(p, what):
+    "--images, --size and --channels: your own PNG/JPEG images instead of Fashion-MNIST."
+    p.add_argument('--images', default=None,
+                   help=f'{what} your own PNG/JPEG images in this folder (sub-folders are classes)')
+    p.add_argument('--size', type=int, default=32, help='with --images: side of the square images, 1 to 1024')
+    p.add_argument('--channels', type=int, default=3, choices=[1, 3], help='with --images: grey (1) or colour (3)')
+
 def _common(p, out=None):
     p.add_argument('--data', default=None, help='folder with the Fashion-MNIST IDX files (default: the search path)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='where to run (default: cuda if present)')
-    p.add_argument('--seed', type=int, default=0, help='random seed')
+    p.add_argument('--seed', type=int, default=0, help='random seed, in [0, 2^63)')
     if out: p.add_argument('--out', default=out, help=f'output (default: {out})')
 
 def make_parser():
     "The argument parser of the `farmer` command."
     from farmer_nb.model import PRESETS
     from farmer_nb.train import NOISES
-    ap = argparse.ArgumentParser(prog='farmer', description='FARMER on Fashion-MNIST: train, sample, evaluate, distil, benchmark.')
+    ap = _Parser(prog='farmer',
+                 description='FARMER on Fashion-MNIST: train, sample, evaluate, distil, benchmark.')
     sub = ap.add_subparsers(dest='command', required=True)
     p = sub.add_parser('train', help='train a model (resumable; torchrun for several GPUs)')
     p.add_argument('--preset', default='fmnist-small', choices=sorted(PRESETS), help='model configuration')
     p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='override config fields, e.g. d_I=8 mixing=true')
     p.add_argument('--epochs', type=int, default=None, help='epochs (default: 10 on a GPU, a time budget on a CPU)')
     p.add_argument('--steps', type=int, default=None, help='training steps instead of epochs (the schedule spans them)')
-    p.add_argument('--minutes', type=float, default=None, help='training time instead of epochs (default: 2 on a CPU, unused on a GPU)')
+    p.add_argument('--minutes', type=float, default=None,
+                   help='training time instead of epochs, a deadline (default: 2 on a CPU, none on a GPU)')
     p.add_argument('--batch-size', type=int, default=None, help='global batch (default: 256 on a GPU, 64 on a CPU)')
     p.add_argument('--lr', type=float, default=None, help='peak learning rate (warm-up, then cosine); default 2e-3, 3e-4 for fmnist-base')
     p.add_argument('--noise', default='gaussian', choices=NOISES,
@@ -312,22 +548,28 @@ def make_parser():
     _common(p, 'runs/main'); p.set_defaults(fn=cmd_train)
     p = sub.add_parser('sample', help='draw a class-by-class sample grid')
     p.add_argument('--model', required=True, help='model or training checkpoint (.safetensors)')
-    p.add_argument('--per-class', type=int, default=10, help='samples per class (one row per class)')
+    p.add_argument('--per-class', type=int, default=10, help='samples per class (a row each), 1 to 1000')
     p.add_argument('--guidance', default='none', choices=['none', 'naive', 'resampling'], help='classifier-free guidance rule')
-    p.add_argument('--w', type=float, default=2.0, help='guidance weight')
-    p.add_argument('--s', type=int, default=5, help='resampling candidates per stream')
-    p.add_argument('--T-sigma', type=float, default=1.0, help='std temperature')
-    p.add_argument('--T-pi-v', type=float, default=0.2, help='resampling: weight temperature for Δ')
-    p.add_argument('--T-sigma-v', type=float, default=0.9, help='resampling: std temperature for Δ')
-    p.add_argument('--T-s', type=float, default=1.1, help='resampling: selection temperature')
-    p.add_argument('--gamma', type=float, default=1.0, help='redundant std scale (FARMER Fig. 7)')
+    p.add_argument('--w', type=float, default=None,
+                   help='naive, resampling: guidance weight in [-1, 100] (default 2; 0: none; -1: p_u)')
+    p.add_argument('--s', type=int, default=None, help='resampling: candidates per stream, 1 to 100 (5)')
+    p.add_argument('--T-sigma', type=float, default=1.0, help='std temperature in [0, 100] (0: the means)')
+    p.add_argument('--T-pi-v', type=float, default=None,
+                   help='resampling: weight temperature for Δ, in [0, 100] (default 0.2)')
+    p.add_argument('--T-sigma-v', type=float, default=None,
+                   help='resampling: std temperature for Δ, in [0, 100] (default 0.9)')
+    p.add_argument('--T-s', type=float, default=None,
+                   help='resampling: selection temperature, in [0, 100] (default 1.1)')
+    p.add_argument('--gamma', type=float, default=1.0,
+                   help='redundant std scale in [0, 100] (FARMER Fig. 7: 0 to 4; 0: the means)')
     _common(p, 'samples.png'); p.set_defaults(fn=cmd_sample)
     p = sub.add_parser('eval', help='bits/dim on a split, optionally sample quality')
     p.add_argument('--model', required=True, help='model or training checkpoint (.safetensors)')
     p.add_argument('--split', default='test', choices=['test', 'train'])
-    p.add_argument('--n', type=int, default=None, help='first n images only')
+    p.add_argument('--n', type=int, default=None, help='first n images only (1 to the split size)')
     p.add_argument('--null-label', action='store_true', help='score under the null label instead of the true class')
     p.add_argument('--quality', type=int, default=0, help='also draw this many samples and compute FID/KID/PR/accuracy')
+    _image_options(p, 'score')
     _common(p, None); p.add_argument('--out', default=None, help='write the JSON here too'); p.set_defaults(fn=cmd_eval)
     p = sub.add_parser('distill', help="train the one-step student of a model's flow inverse")
     p.add_argument('--model', required=True)
@@ -336,6 +578,7 @@ def make_parser():
     p.add_argument('--s-max', type=float, default=0.0, help="noise on the teacher latent: s·ε with s ~ U[0, s_max] (Algorithm 2; the paper's 0.3 gave worse students here, 08_distill)")
     p.add_argument('--init', default=None, help='go on training this student (a file of farmer distill) instead of a fresh copy of the flow')
     p.add_argument('--half', action='store_true', help='store the student in float16')
+    _image_options(p, 'distil on')
     _common(p, 'runs/distill'); p.set_defaults(fn=cmd_distill)
     p = sub.add_parser('bench', help='benchmarks (not tests): sampling speed or training throughput')
     p.add_argument('what', choices=['sample', 'train'], help='what to benchmark')
@@ -352,12 +595,30 @@ def make_parser():
     _common(p, None); p.add_argument('--out', default=None, help='write the JSON here'); p.set_defaults(fn=cmd_bench)
     return ap
 
+def _one_line(e):
+    "An exception's message on one line (a multi-line message is joined with '; ')."
+    return '; '.join(s.strip() for s in str(e).splitlines() if s.strip()) or type(e).__name__
+
 def main(argv=None):
-    "Entry point of the `farmer` command: bad input ends with a one-line error (FARMER_DEBUG=1 shows the traceback)."
+    "The `farmer` command: a failure is one line on stderr, exit status 2 (FARMER_DEBUG=1 raises)."
     args = make_parser().parse_args(argv)
-    try: args.fn(args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        if os.environ.get('FARMER_DEBUG'): raise
-        sys.exit(f"farmer {args.command}: error: {e}")
+    debug = bool(os.environ.get('FARMER_DEBUG'))
+    try:
+        _check_device(args.device)
+        _in_range(args, 'seed', 0, 2**63, below=True)
+        args.fn(args)
+    except KeyboardInterrupt:
+        if debug: raise
+        hint = '; continue from the last checkpoint with the same options and --resume'
+        hint = hint if args.command == 'train' else ''
+        print(f"farmer {args.command}: interrupted{hint}", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:
+        if debug: raise
+        # messages that name the argument
+        ours = isinstance(e, (ValueError, TypeError, FileNotFoundError))
+        what = _one_line(e) if ours else f"{type(e).__name__}: {_one_line(e)} (FARMER_DEBUG=1: traceback)"
+        print(f"farmer {args.command}: error: {what}", file=sys.stderr)
+        sys.exit(2)
 
 if __name__ == '__main__' and '__file__' in globals(): main()     # python -m farmer_nb.cli (not when a notebook runs this cell)

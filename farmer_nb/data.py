@@ -178,7 +178,9 @@ class ImageFolder(Dataset):
         if not files: raise FileNotFoundError(f"root: no {'/'.join(self.exts)} images under {root}")
         self.classes = tuple(sorted({str(p.parent.relative_to(root)) for p in files}))
         def load(p):
-            im = Image.open(p).convert('L' if channels == 1 else 'RGB')
+            try: im = Image.open(p).convert('L' if channels == 1 else 'RGB')
+            except OSError as e:
+                raise ValueError(f"root: {p} is not a readable PNG/JPEG image ({e})") from None
             s = min(im.size); l, t = (im.width - s) // 2, (im.height - s) // 2
             im = im.crop((l, t, l + s, t + s)).resize((size, size), Image.BICUBIC)
             return np.asarray(im, dtype=np.uint8).reshape(size, size, channels)

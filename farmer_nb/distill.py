@@ -134,7 +134,8 @@ class FastSampler:
         if inverse == 'student' and getattr(model, 'student', None) is None:
             raise ValueError("inverse: 'student' needs a distilled student (`distill` or `load_student`)")
         self.model, self.B, self.temps = model, batch_size, (T_pi, T_sigma, gamma)
-        self.inverse = model.student.inverse if inverse == 'student' else model.flow.inverse
+        student = model.student.to(device=model.device, dtype=model.dtype) if inverse == 'student' else None
+        self.inverse = student.inverse if inverse == 'student' else model.flow.inverse
         dev = model.device
         self.c = torch.full((batch_size,), model.cfg.num_classes, dtype=torch.long, device=dev)   # static labels (B,)
         self.noise = model.prior.draw_noise(batch_size, torch.Generator(dev).manual_seed(0))      # static noise buffers

@@ -10,12 +10,14 @@ __all__ = ['NoGuidance', 'Resampling', 'tv_to_target', 'NaiveGuidance']
 # %% ../nbs/07_guidance.ipynb #150815da
 import math
 import torch
-from .gmm import GMM, NoiseBank, rand, randn, categorical
+from .gmm import GMM, NoiseBank, rand, randn, categorical, check_scale, MAX_SCALE
 
 # %% ../nbs/07_guidance.ipynb #619b6a90
 class NoGuidance:
     "Sample the conditional mixture p_c (tempered by T_pi, T_sigma)."
-    def __init__(self, T_pi=1.0, T_sigma=1.0): self.T_pi, self.T_sigma = T_pi, T_sigma
+    def __init__(self, T_pi=1.0, T_sigma=1.0):
+        self.T_pi = check_scale(T_pi, 'T_pi', MAX_SCALE)
+        self.T_sigma = check_scale(T_sigma, 'T_sigma', MAX_SCALE)
     def __call__(self, g_c, g_u, n=None, generator=None):
         return g_c.temper(self.T_pi, self.T_sigma).sample(n=n, generator=generator)
 
@@ -24,9 +26,34 @@ def _draws(g, s, generator):
     "s draws from each mixture of g, as (s, *batch, d)."
     return g.sample(n=s, generator=generator)
 
+def _for_scoring(g, T_pi, T_sigma):
+    "g tempered by (T_pi, T_sigma), standard deviations floored at 1e-6: finite log-densities."
+    t = g.temper(T_pi, T_sigma)
+    return GMM(t.logits, t.mu, t.log_sigma.clamp_min(math.log(1e-6)))
+
+def _check_w(w):
+    "Refuse a guidance weight outside [-1, MAX_SCALE]: w > 0 guides, 0 is p_c, -1 is p_u."
+    number = isinstance(w, (int, float)) and not isinstance(w, bool)
+    if not (number and math.isfinite(w) and -1 <= w <= MAX_SCALE):
+        raise ValueError(f"w: expected a finite number in [-1, {MAX_SCALE:g}] (0: no guidance, -1: "
+                         f"the unconditional model), got {w!r}")
+    return w
+
+def _check_count(value, name):
+    "Refuse a candidate count that is not an int >= 0."
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
+
 class Resampling:
     "FARMER's resampling CFG (Algorithm 1): candidates from p_c and p_u, importance weights w·Δ and (w+1)·Δ, resample."
     def __init__(self, w, s_c=5, s_u=5, T_pi=1.0, T_sigma=1.0, T_pi_v=1.0, T_sigma_v=1.0, T_s=1.0):
+        _check_w(w)
+        temperatures = dict(T_pi=T_pi, T_sigma=T_sigma, T_pi_v=T_pi_v, T_sigma_v=T_sigma_v, T_s=T_s)
+        for name, v in temperatures.items(): check_scale(v, name, MAX_SCALE)
+        _check_count(s_c, 's_c')
+        _check_count(s_u, 's_u')
+        if s_c + s_u < 1:
+            raise ValueError("s_c, s_u: expected at least one candidate in all, got 0 and 0")
         self.w, self.s_c, self.s_u, self.T_pi, self.T_sigma = w, s_c, s_u, T_pi, T_sigma
         self.T_pi_v, self.T_sigma_v, self.T_s = T_pi_v, T_sigma_v, T_s
 
@@ -34,11 +61,13 @@ class Resampling:
         k = 1 if n is None else n
         cand = torch.cat([_draws(g_c.temper(self.T_pi, self.T_sigma), self.s_c * k, generator),
                           _draws(g_u.temper(self.T_pi, self.T_sigma), self.s_u * k, generator)])   # (S, *batch, d)
-        vc, vu = g_c.temper(self.T_pi_v, self.T_sigma_v), g_u.temper(self.T_pi_v, self.T_sigma_v)
+        vc, vu = (_for_scoring(g, self.T_pi_v, self.T_sigma_v) for g in (g_c, g_u))
         delta = vc.log_prob(cand) - vu.log_prob(cand)                                             # (S, *batch)
         scale = torch.cat([delta.new_full((self.s_c * k,), self.w), delta.new_full((self.s_u * k,), self.w + 1)])   # made on the device: no copy per step
-        logw = torch.log_softmax(scale.view(-1, *[1] * (delta.ndim - 1)) * delta, 0)
-        probs = torch.softmax(self.T_s * logw, 0).reshape(len(cand), -1).T                       # (batch, S)
+        weighted = scale.view(-1, *[1] * (delta.ndim - 1)) * delta
+        logw = torch.log_softmax(torch.nan_to_num(weighted, nan=0.0), 0)                       # NaN: no preference
+        probs = torch.softmax(torch.nan_to_num(self.T_s * logw, nan=0.0), 0)
+        probs = probs.reshape(len(cand), -1).T                                         # (batch, S)
         if isinstance(generator, NoiseBank): idx = categorical(probs.unsqueeze(0).expand(k, -1, -1), generator, 1)   # (k, batch)
         else: idx = torch.multinomial(probs, k, replacement=True, generator=generator).T          # (k, batch)
         flat = cand.reshape(len(cand), -1, cand.shape[-1])                                        # (S, batch, d)
@@ -61,7 +90,10 @@ def tv_to_target(rule, g_c, g_u, w, n=400_000, lo=-6.0, hi=8.0, bins=140, seed=0
 # %% ../nbs/07_guidance.ipynb #eacb1f6f
 class NaiveGuidance:
     "GIVT/JetFormer CFG: one component k ~ π_c, then the per-dimension tilted Gaussian N_c^{1+w}/N_u^w (fallback: N_c)."
-    def __init__(self, w, T_pi=1.0, T_sigma=1.0): self.w, self.T_pi, self.T_sigma = w, T_pi, T_sigma
+    def __init__(self, w, T_pi=1.0, T_sigma=1.0):
+        _check_w(w)
+        for name, v in dict(T_pi=T_pi, T_sigma=T_sigma).items(): check_scale(v, name, MAX_SCALE)
+        self.w, self.T_pi, self.T_sigma = w, T_pi, T_sigma
     def __call__(self, g_c, g_u, n=None, generator=None):
         k_shape = tuple(g_c.logits.shape[:-1]) if n is None else (n, *g_c.logits.shape[:-1])
         probs = torch.softmax(self.T_pi * g_c.logits.float(), -1).expand(*k_shape, g_c.K)

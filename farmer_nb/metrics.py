@@ -12,7 +12,6 @@ __all__ = ['FEATURE_NETS', 'evaluate_bpd', 'FeatureNet', 'train_feature_net', 'p
 # %% ../nbs/10_metrics.ipynb #97be4e8a
 import math
 import json
-import importlib.resources
 from pathlib import Path
 import numpy as np
 import torch
@@ -107,9 +106,8 @@ def load_feature_net(name='fmnist', device='cpu', path=None):
     "A frozen feature network: shipped `name` ('fmnist', 'emoji64') or the file at `path` or `name`."
     if path is None and name is None: name = 'fmnist'
     if path is None and isinstance(name, str) and name in FEATURE_NETS:
-        ref = importlib.resources.files('farmer_nb') / 'assets' / FEATURE_NETS[name][0]
-        with importlib.resources.as_file(ref) as p:
-            sd, meta = _read_feature_net(p)
+        from farmer_nb.model import asset_path
+        sd, meta = _read_feature_net(asset_path(FEATURE_NETS[name][0]))
     else:
         path = Path(name if path is None else path)
         if not path.is_file():

@@ -8,10 +8,10 @@ Docs: https://farmer-nb.github.io/farmer_nb/model.html.md"""
 __all__ = ['PRESETS', 'MODELS', 'PRETRAINED', 'check_config', 'GaussianFlowConfig', 'FarmerConfig', 'get_config',
            'standard_normal_logprob', 'prepare_labels', 'DensityModel', 'GaussianFlow', 'Farmer', 'randomize_model_',
            'build_model', 'write_tensors', 'read_tensors', 'state_tensors', 'save_model', 'config_diff',
-           'model_from_checkpoint', 'load_model', 'load_pretrained']
+           'model_from_checkpoint', 'load_model', 'asset_path', 'load_pretrained']
 
 # %% ../nbs/06_model.ipynb #34821004
-import dataclasses, hashlib, json, math, os, typing
+import dataclasses, hashlib, importlib.util, json, math, os, typing
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
@@ -39,6 +39,9 @@ def check_config(cfg):
     for f in ('patch', 'n_blocks', 'depth', 'width', 'head_dim'):
         if getattr(cfg, f) < 1: raise ValueError(f"{name}.{f}: expected >= 1, got {getattr(cfg, f)}")
     if not 0 <= cfg.label_drop < 1: raise ValueError(f"{name}.label_drop: expected in [0, 1), got {cfg.label_drop}")
+    if not (math.isfinite(cfg.clip) and cfg.clip >= 0):
+        raise ValueError(f"{name}.clip: expected a finite number >= 0 (0: no clipping), got "
+                         f"{cfg.clip}")
     if cfg.num_classes < 0: raise ValueError(f"{name}.num_classes: expected >= 0 (0: unconditional), got {cfg.num_classes}")
 
 # %% ../nbs/06_model.ipynb #5eb26d26
@@ -222,7 +225,8 @@ class Farmer(DensityModel):
                              cfg.M, cfg.K_I, cfg.K_R, cfg.redundant)
         d_R = cfg.d - cfg.d_I
         self.coupling = ChannelCoupling(cfg.N, cfg.d_I, d_R, cfg.coupling, cfg.clip) if cfg.coupling and d_R else None
-        self.final_reverse = cfg.final_permute and cfg.n_blocks % 2 == 1   # block n read forwards → the AR reads backwards
+        # the AR reads opposite to block n, or with it
+        self.final_reverse = (cfg.n_blocks % 2 == 1) == cfg.final_permute
 
     def _null(self, c, B):
         return c if c is not None else torch.zeros(B, dtype=torch.long, device=self.device)   # num_classes = 0: row 0 is the null label
@@ -291,7 +295,8 @@ def _sample(self, labels=None, n=None, generator=None, inverse=None, max_redraws
     c = prepare_labels(labels, self.cfg.num_classes, B, self.device)
     if inverse == 'student':
         if getattr(self, 'student', None) is None: raise ValueError("inverse: 'student' needs a distilled student (08_distill's `distill`)")
-        inverse = self.student.inverse
+        # held outside the module tree
+        inverse = self.student.to(device=self.device, dtype=self.dtype).inverse
     inverse = inverse or self.flow.inverse
     draw = lambda: unpatchify(inverse(self.sample_latent(c, B, generator, **kw), c), self.cfg.patch, self.cfg.image_shape)
     y = draw()                                                                            # (B, C, H, W)
@@ -304,6 +309,14 @@ def _sample(self, labels=None, n=None, generator=None, inverse=None, max_redraws
     return quantize(y.nan_to_num(0.0))
 
 DensityModel.sample = _sample
+
+# %% ../nbs/06_model.ipynb #cd80e4e7
+def _setattr(self, name, value):
+    "`model.student = s` stays beside the module tree (not in `state_dict`); others as usual."
+    if name == 'student': object.__setattr__(self, name, value)
+    else: nn.Module.__setattr__(self, name, value)
+
+DensityModel.__setattr__ = _setattr
 
 # %% ../nbs/06_model.ipynb #69d92435
 @torch.no_grad()
@@ -384,7 +397,13 @@ def model_from_checkpoint(tensors, meta, path='checkpoint', expect_config=None, 
         diff = ', '.join(f"{k}: expected {a!r}, checkpoint has {b!r}" for k, (a, b) in config_diff(expect_config, cfg).items())
         raise ValueError(f"{path}: checkpoint is from another config ({diff})")
     model = model_cls(cfg)
-    model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    stale = [k for k in state if k.startswith('student.')]       # a student saved inside the model (older files)
+    if stale:
+        import warnings
+        warnings.warn(f"{path}: holds the weights of a distilled student too; they are skipped "
+                      "(a student has files of its own: 08_distill's save_student)")
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith('student.')})
     return model
 
 def load_model(path, device='cpu', expect_config=None):
@@ -394,13 +413,17 @@ def load_model(path, device='cpu', expect_config=None):
     return model_from_checkpoint(tensors, meta, path, expect_config, prefix).to(device)
 
 # %% ../nbs/06_model.ipynb #6b772bf8
+def asset_path(name):
+    "A file of the package's `assets`, found from this module's spec (never a namespace package)."
+    return Path(importlib.util.find_spec('farmer_nb.model').origin).parent/'assets'/name
+
 PRETRAINED = {'fmnist-small': 'fmnist_small.safetensors',     # 4.8 M, Fashion-MNIST (this chapter)
               'emoji64-p8': 'emoji64_p8.safetensors'}         # 9.7 M, Emoji64 at patch 8 (the colour tutorial)
 
 def load_pretrained(name='fmnist-small', device='cpu'):
     "A model shipped with the library, by name (`PRETRAINED`), loaded like `load_model`."
-    import importlib.resources
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a model name such as 'fmnist-small', got {type(name).__name__}")
     if name not in PRETRAINED:
         raise ValueError(f"name: no pretrained model {name!r}; available: {', '.join(map(repr, PRETRAINED))}")
-    with importlib.resources.as_file(importlib.resources.files('farmer_nb')/'assets'/PRETRAINED[name]) as path:
-        return load_model(path, device)
+    return load_model(asset_path(PRETRAINED[name]), device)

@@ -6,7 +6,7 @@ Docs: https://farmer-nb.github.io/farmer_nb/train.html.md"""
 
 # %% auto #0
 __all__ = ['NOISES', 'lr_factor', 'make_optimizer', 'prepare_batch', 'optimizer_step', 'train_step', 'save_training',
-           'load_training', 'StepTally', 'out_of_time', 'fit']
+           'load_training', 'StepTally', 'out_of_time', 'seconds_since', 'fit']
 
 # %% ../nbs/09_train.ipynb #de3c987a
 import json, math, time, warnings
@@ -20,7 +20,7 @@ from .model import write_tensors, read_tensors, model_from_checkpoint, state_ten
 # %% ../nbs/09_train.ipynb #dfe66160
 def lr_factor(step, total, warmup, min_ratio=0.01):
     "Multiplier of the peak learning rate at `step`: linear warm-up over `warmup` steps, then cosine to `min_ratio`."
-    if step < warmup: return (step + 1) / warmup
+    if step < warmup: return min(1.0, (step + 1) / warmup)   # a budget's step may be fractional
     tau = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * tau))
 
@@ -149,14 +149,19 @@ def _log_record(model, loop, gnorm, opt, sigma, steps_per_epoch, images, labels,
 
 # %% ../nbs/09_train.ipynb #eefcc4fc
 def _sample_grid(model, step, folder, seed=0):
-    "Write a grid of 8 samples per class (or 64 unconditional ones) to folder/samples_STEP.png; the model goes back to training mode."
-    from farmer_nb.viz import save_image_grid                                      # lazy: matplotlib
+    "8 samples per class (or 64 unconditional) to folder/samples_STEP.png; failing only warns."
     model.eval()
     k = model.cfg.num_classes
     labels = torch.arange(k, device=model.device).repeat_interleave(8) if k else None
-    imgs = model.sample(labels, n=64, generator=torch.Generator(device=model.device).manual_seed(seed))
-    model.train()
-    return save_image_grid(imgs, Path(folder)/f'samples_{step:07d}.png', nrow=8)
+    try:
+        from farmer_nb.viz import save_image_grid
+        gen = torch.Generator(device=model.device).manual_seed(seed)
+        imgs = model.sample(labels, n=64, generator=gen)
+        return save_image_grid(imgs, Path(folder)/f'samples_{step:07d}.png', nrow=8)
+    except Exception as e:  # a figure never costs the run
+        warnings.warn(f"sample grid of step {step} not written ({type(e).__name__}: {e}); training "
+                      "goes on")
+    finally: model.train()
 
 # %% ../nbs/09_train.ipynb #2229b610
 def _ema_update(ema, params, applied, weight):
@@ -174,6 +179,14 @@ def out_of_time(t0, seconds, ddp=False, device=None):
     torch.distributed.all_reduce(flag, torch.distributed.ReduceOp.MAX)
     return bool(flag.item())
 
+def seconds_since(t0, before=0.0, ddp=False, device=None):
+    "`before` plus the seconds since `t0` (perf_counter); under DDP the slowest clock's value."
+    s = before + time.perf_counter() - t0
+    if not ddp: return s
+    t = torch.tensor(s, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t, torch.distributed.ReduceOp.MAX)
+    return t.item()
+
 # %% ../nbs/09_train.ipynb #a9f2552b
 NOISES = ('uniform', 'gaussian', 'uniform+gaussian')                              # the training-noise modes of `fit`
 
@@ -181,9 +194,14 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
         grad_clip=1.0, noise='uniform', sigma_max=0.1, sigma_min=None, label_drop=None, amp_dtype=None,
         seed=0, log_every=50, max_skip_frac=0.05, progress=True, max_steps=None,
         checkpoint=None, checkpoint_every=None, resume=False, stop_at_step=None, stop_after=None, log_path=None, ema_decay=None, compile=False,
-        sample_every=None, sample_dir=None):
+        sample_every=None, sample_dir=None, time_budget=None):
     "Train `model` on uint8 `images` (n, C, H, W) and `labels` (n,); returns a dict with the log, throughput and EMA weights. Seeds torch's global RNG with `seed`."
     if noise not in NOISES: raise ValueError(f"noise: expected one of {', '.join(map(repr, NOISES))}, got {noise!r}")
+    budgeted = time_budget is not None
+    number = isinstance(time_budget, (int, float)) and not isinstance(time_budget, bool)
+    if budgeted and not (number and math.isfinite(time_budget) and time_budget > 0):
+        raise ValueError("time_budget: expected a finite number of seconds > 0, got "
+                         f"{time_budget!r}")
     if sigma_min is None: sigma_min = 0.0 if noise == 'uniform+gaussian' else 0.005      # the annealed σ's end
     device = model.device
     dist = torch.distributed
@@ -203,7 +221,7 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
     label_drop = model.cfg.label_drop if label_drop is None else label_drop
     settings = dict(n_images=len(images), batch_size=batch_size, total=total, warmup=warmup, lr=lr, weight_decay=weight_decay,
                     grad_clip=grad_clip, noise=noise, sigma_max=sigma_max, sigma_min=sigma_min, label_drop=label_drop, seed=seed,
-                    ema_decay=ema_decay)
+                    ema_decay=ema_decay, time_budget=time_budget)
     params = [p.detach() for p in model.parameters()]                             # views of the live weights
     ema = [p.clone() for p in params] if ema_decay else None
     opt = make_optimizer(model, lr, weight_decay)
@@ -216,18 +234,26 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
     model.train()
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=start, disable=not progress or rank > 0, desc='train')
+    spent = loop['seconds']  # training seconds, all calls
+    if budgeted and spent >= time_budget: stop = loop['step']  # a finished budget: nothing to do
     while loop['step'] < stop:
         if loop['b'] == steps_per_epoch: loop['perm'], loop['b'] = torch.randperm(len(images), generator=g, device=device), 0
         idx = loop['perm'][loop['b'] * batch_size:(loop['b'] + 1) * batch_size]
         step = loop['step']
-        for group in opt.param_groups: group['lr'] = lr * lr_factor(step, total, warmup)
-        sigma = noise_sigma(step / total, sigma_max, sigma_min) if noise != 'uniform' else None
+        pos = max(step, total * min(1.0, spent / time_budget)) if budgeted else step   # in the schedule
+        for group in opt.param_groups: group['lr'] = lr * lr_factor(pos, total, warmup)
+        sigma = noise_sigma(pos / total, sigma_max, sigma_min) if noise != 'uniform' else None
         y, c = prepare_batch(model, images[idx], None if labels is None else labels[idx], sigma, label_drop, g, noise)   # global batch
         loss, gnorm, applied = optimizer_step(net, opt, y[share], None if c is None else c[share], grad_clip, amp_dtype)
         loop['step'], loop['b'] = step + 1, loop['b'] + 1; bar.update()
         tally.add(step + 1, applied, loss)                                         # on the device: no host sync
         if ema: _ema_update(ema, params, applied, 1 - min(ema_decay, (1 + step) / (10 + step)))
-        if loop['step'] % log_every == 0 or loop['step'] == total:
+        if budgeted and (not ddp or loop['step'] % 10 == 0):
+            spent = seconds_since(t0, loop['seconds'], ddp, device)
+            # the budget is spent: log, checkpoint, done
+            if spent >= time_budget and loop['step'] < stop: stop = loop['step']
+        time_up = budgeted and loop['step'] == stop and spent >= time_budget
+        if loop['step'] % log_every == 0 or loop['step'] == total or time_up:
             if ddp: dist.all_reduce(tally.run_loss); tally.run_loss /= world          # the mean over all shares
             tally.sync(loop)                                                           # the loop's one host sync
             rec = _log_record(model, loop, gnorm, opt, sigma, steps_per_epoch, images, labels, loop['seconds'] + time.perf_counter() - t0)
@@ -236,17 +262,18 @@ def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_de
                 with open(log_path, 'a') as f: f.write(json.dumps(rec) + '\n')
             bar.set_postfix(loss=f"{rec['loss']:.4f}", bpd=f"{rec['bpd']:.3f}", skipped=loop['skipped'])
             tally.new_window()
-        if sample_every and sample_dir is not None and rank == 0 and loop['step'] % sample_every == 0:
-            _sample_grid(model, loop['step'], sample_dir, seed)
         if stop_after is not None and loop['step'] < stop and loop['step'] % 10 == 0 and out_of_time(t0, stop_after, ddp, device):
             stop = loop['step']                                                        # this call's time is up: checkpoint and return
         if checkpoint is not None and (loop['step'] == stop or checkpoint_every and loop['step'] % checkpoint_every == 0):
             tally.sync(loop)
             if rank == 0: save_training(checkpoint, model, opt, g, {**loop, 'seconds': loop['seconds'] + time.perf_counter() - t0}, ema)
             if ddp: dist.barrier()
+        if sample_every and sample_dir is not None and rank == 0 and loop['step'] % sample_every == 0:
+            _sample_grid(model, loop['step'], sample_dir, seed)  # after the checkpoint; never fatal
     bar.close(); model.eval(); tally.sync(loop)
     if device.type == 'cuda': torch.cuda.synchronize()
     secs = time.perf_counter() - t0
     ema_state = None if ema is None else dict(zip([k for k, _ in model.named_parameters()], ema))
     return dict(log=loop['log'], steps=loop['step'], skipped=loop['skipped'], seconds=secs, ema=ema_state,
-                img_per_s=(loop['step'] - start) * batch_size / max(secs, 1e-9), finished=loop['step'] == total)
+                img_per_s=(loop['step'] - start) * batch_size / max(secs, 1e-9),
+                finished=loop['step'] == total or budgeted and spent >= time_budget)

@@ -28,11 +28,11 @@ def image_grid(images, nrow=None, pad=1, pad_value=255):
 
 # %% ../nbs/11_viz.ipynb #b1a26239
 def save_image_grid(images, path, nrow=None, scale=2):
-    "Write an image grid to a PNG file, each pixel repeated `scale` times."
-    import matplotlib.image
-    g = image_grid(images, nrow).repeat(scale, 0).repeat(scale, 1)
+    "Write an image grid to a PNG (or JPEG) file with Pillow, each pixel repeated `scale` times."
+    from PIL import Image
+    g = image_grid(images, nrow).repeat(scale, 0).repeat(scale, 1)  # (rows, cols, C) uint8
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    matplotlib.image.imsave(path, g[..., 0] if g.shape[-1] == 1 else g, cmap='gray', vmin=0, vmax=255)
+    Image.fromarray(g[..., 0] if g.shape[-1] == 1 else g).save(path)
     return path
 
 def show_images(images, nrow=None, title=None, ax=None, figsize=(4, 4)):

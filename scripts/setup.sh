@@ -12,6 +12,9 @@ if [[ ${#missing[@]} -gt 0 ]] && command -v apt-get >/dev/null; then
       || echo "note: could not install ${missing[*]}; tests that need them are skipped"
   fi
 fi
+# OpenMP threads sleep instead of busy-waiting: on a CPU shared with other busy processes, spinning threads make
+# PyTorch 10-40x slower (a 2-core machine running two jobs); on an idle machine the difference is small.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 [[ -x .venv/bin/python ]] || "${PYTHON:-python3}" -m venv .venv
 . .venv/bin/activate
 if ! python -c "import torch" 2>/dev/null; then

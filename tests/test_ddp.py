@@ -62,3 +62,37 @@ def test_rank0_checkpoint_resumes_in_one_process(tmp_path):
     assert max(abs(a - b) for a, b in zip(one, [r['loss'] for r in out['log']])) < 1e-4
     for k, v in straight.state_dict().items():
         assert torch.allclose(v, resumed.state_dict()[k], rtol=1e-4, atol=1e-5), k
+
+
+def _budget_worker(rank, world, rdzv, out):
+    "A 2 s budgeted run in which rank 1 is slower (a sleep per step): every rank must stop at the same step."
+    import time
+    import farmer_nb.train as train
+    dist.init_process_group('gloo', init_method=f'file://{rdzv}', rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        if rank == 1:
+            real = train.optimizer_step
+            def slow(*a, **k):
+                time.sleep(0.02)
+                return real(*a, **k)
+            train.optimizer_step = slow
+        data = SyntheticImages(n=128, size=8, num_classes=4)
+        res = fit(make('farmer'), data.images, data.labels, **{**KW, 'epochs': 10_000}, time_budget=2.0)
+        (Path(out)/f'rank{rank}.json').write_text(json.dumps(dict(steps=res['steps'], finished=res['finished'],
+                                                                 seconds=res['seconds'])))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_time_budget_ends_every_process_at_the_same_step(tmp_path):
+    "Under DDP the clock is agreed on (the slowest process's) every 10 steps: both ranks stop together, on time, finished."
+    ctx = mp.spawn(_budget_worker, args=(2, str(tmp_path/'rdzv'), str(tmp_path)), nprocs=2, join=False)
+    for _ in range(120):                                                      # a disagreement would hang: 60 s at most
+        if ctx.join(timeout=0.5): break
+    else:
+        for p in ctx.processes: p.kill()
+        pytest.fail('the two processes did not stop together')
+    r0, r1 = (json.loads((tmp_path/f'rank{r}.json').read_text()) for r in (0, 1))
+    assert r0['steps'] == r1['steps'] > 10 and r0['finished'] and r1['finished']
+    assert max(r0['seconds'], r1['seconds']) < 2.0 + 2.0                        # checks every 10 steps of ~0.05 s

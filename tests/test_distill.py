@@ -224,3 +224,50 @@ def test_distill_refuses_batch_larger_than_dataset():
     m, ds = tiny_farmer(), SyntheticImages(n=100)
     with pytest.raises(ValueError):
         distill(m, ds.images, batch_size=256, progress=False)
+
+
+# ---------------------------------------------------------------- the student is not part of the model
+
+def test_student_stays_out_of_the_model(distilled):
+    "After distill the model has the teacher's parameters only (farmer-tiny: 41,833), and state_dict has no student keys."
+    m = distilled['model']
+    assert sum(p.numel() for p in m.parameters()) == sum(p.numel() for p in Farmer(m.cfg).parameters()) == 41_833
+    assert not [k for k in m.state_dict() if k.startswith('student')]
+
+
+def test_save_and_load_after_distill(distilled, tmp_path):
+    "save_model then load_model round-trips a distilled model exactly; the student goes through its own file."
+    from farmer_nb.distill import save_student, load_student
+    from farmer_nb.model import save_model, load_model
+    m = distilled['model']
+    again = load_model(save_model(m, tmp_path/'model.safetensors'))
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in m.state_dict().items())
+    load_student(again, save_student(m, tmp_path/'student.safetensors'))
+    assert sum(p.numel() for p in again.parameters()) == 41_833
+    again2 = load_model(save_model(again, tmp_path/'model2.safetensors'))        # after load_student too
+    assert set(again2.state_dict()) == set(m.state_dict())
+    labels = torch.tensor([0, 1, 2, 3])
+    a = m.sample(labels, generator=torch.Generator().manual_seed(0), inverse='student')
+    b = again.sample(labels, generator=torch.Generator().manual_seed(0), inverse='student')
+    assert torch.equal(a, b)
+
+
+def test_training_checkpoint_after_distill(distilled, tmp_path):
+    "A model with a student trains, checkpoints and resumes; the checkpoint loads as a model (no student keys)."
+    from farmer_nb.model import load_model
+    from farmer_nb.train import fit
+    m = copy.deepcopy(distilled['model'])
+    ds = SyntheticImages(n=64)
+    ck = tmp_path/'checkpoint.safetensors'
+    fit(m, ds.images, ds.labels, epochs=1, batch_size=32, max_steps=2, stop_at_step=1, checkpoint=ck, progress=False)
+    out = fit(m, ds.images, ds.labels, epochs=1, batch_size=32, max_steps=2, checkpoint=ck, resume=True, progress=False)
+    assert out['steps'] == 2 and out['finished']
+    assert set(load_model(ck).state_dict()) == set(Farmer(m.cfg).state_dict())
+    assert m.student is not None and m.sample(n=None, labels=torch.tensor([0]), inverse='student').shape == (1, 1, 8, 8)
+
+
+def test_student_follows_the_model_to_its_dtype(distilled):
+    "The student is not a submodule, so model.double() leaves it; sampling moves it to the model's device and dtype."
+    m = copy.deepcopy(distilled['model']).double()
+    img = m.sample(torch.tensor([0, 1]), generator=torch.Generator().manual_seed(0), inverse='student')
+    assert img.shape == (2, 1, 8, 8) and m.student.flow.blocks[0].proj_in.weight.dtype == torch.float64

@@ -56,6 +56,23 @@ def test_nll_is_exact_change_of_variables(final_permute, split, redundant):
     torch.testing.assert_close(m.nll(y, LABELS).detach(), brute.detach(), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize('n_blocks', [1, 2, 3, 4, 8])
+def test_final_permute_matters_for_every_number_of_blocks(n_blocks):
+    "final_permute=True: the AR reads opposite to the last AF block; False: in its direction; the same weights give other NLLs."
+    on = make_farmer(mixing=False, n_blocks=n_blocks, final_permute=True)
+    off = make_farmer(mixing=False, n_blocks=n_blocks, final_permute=False)
+    off.load_state_dict(on.state_dict())
+    assert on.final_reverse == (not on.flow.blocks[-1].reverse) and off.final_reverse == on.flow.blocks[-1].reverse
+    assert (on.nll(images(), LABELS) - off.nll(images(), LABELS)).abs().min() > 1e-6
+
+
+def test_final_permute_true_keeps_shipped_checkpoint():
+    "The pretrained fmnist-small (8 blocks, final_permute=True) reads its latent unreversed, as it was trained."
+    from farmer_nb.model import load_pretrained
+    m = load_pretrained()
+    assert m.cfg.n_blocks == 8 and m.cfg.final_permute and not m.final_reverse
+
+
 def test_single_gaussian_prior_is_one_more_affine_block():
     "K_I = 1, d_I = d: NLL = Gaussian NLL of u = (Z − μ)/σ with log-det = flow log-det − Σ log σ (= autograd's, X → u)."
     m = make_farmer(n_blocks=4, K_I=1, d_I=4)

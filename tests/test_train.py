@@ -253,3 +253,59 @@ def test_fused_step_clips_like_clip_grad_norm(data):
     a, b = run(False), run(True)
     start = torch.cat([p.detach().flatten() for p in tiny().parameters()])
     assert torch.allclose(a, b, atol=1e-6) and (a - start).abs().max() > 1e-3   # same weights, and they moved
+
+
+# --- a time budget is a deadline -----------------------------------------------------------------
+
+class FakeClock:
+    "farmer_nb.train's view of `time`: perf_counter advances only when an optimizer step runs, by dt(step) seconds."
+    def __init__(self, dt): self.now, self.dt, self.steps = 1000.0, dt, 0
+    def perf_counter(self): return self.now
+    def __getattr__(self, name): return getattr(__import__('time'), name)
+
+
+def fake_clock(monkeypatch, dt):
+    "Install a FakeClock in farmer_nb.train, ticking once per optimizer step."
+    import farmer_nb.train as train
+    clock, real = FakeClock(dt), train.optimizer_step
+    def step(*a, **k):
+        clock.steps += 1
+        clock.now += dt(clock.steps)
+        return real(*a, **k)
+    monkeypatch.setattr(train, 'optimizer_step', step)
+    monkeypatch.setattr(train, 'time', clock)
+    return clock
+
+
+def test_time_budget_is_a_deadline_on_a_slowing_machine(monkeypatch, data):
+    "Planned as 200 steps of 5 ms, slowed to 50 ms a step after 10: training stops at the 1 s budget, finished, lr decayed."
+    fake_clock(monkeypatch, lambda k: 0.005 if k <= 10 else 0.05)
+    out = fit(tiny(), data.images, data.labels, epochs=1000, batch_size=16, max_steps=200, log_every=1, progress=False,
+              time_budget=1.0)
+    assert out['finished'] and out['steps'] in (29, 30)                          # 10 fast steps, then 19 or 20 slow ones
+    assert out['seconds'] <= 1.0 + 0.05                                           # at most one step past the budget
+    assert out['log'][-1]['step'] == out['steps']                                  # the last step is logged
+    assert out['log'][-1]['lr'] < 0.02 * 2e-3 < out['log'][3]['lr']               # the cosine decay ran within the budget
+    assert [r['lr'] for r in out['log'][:4]] == sorted(r['lr'] for r in out['log'][:4])   # after the warm-up
+
+
+def test_time_budget_resumes_with_what_is_left(monkeypatch, tmp_path, data):
+    "A budgeted run stopped early resumes with the rest of its budget; a spent budget resumes as finished, no step taken."
+    fake_clock(monkeypatch, lambda k: 0.02)
+    ck = tmp_path/'ck.safetensors'
+    kw = dict(epochs=1000, batch_size=16, max_steps=1000, progress=False, checkpoint=ck, time_budget=1.0)
+    first = fit(tiny(), data.images, data.labels, stop_at_step=5, **kw)
+    assert not first['finished'] and first['steps'] == 5
+    second = fit(tiny(), data.images, data.labels, resume=True, **kw)
+    assert second['finished'] and second['steps'] in (50, 51)                     # 1 s of 20 ms steps in all
+    third = fit(tiny(), data.images, data.labels, resume=True, **kw)
+    assert third['finished'] and third['steps'] == second['steps']
+    with pytest.raises(ValueError, match='time_budget: now 2.0, checkpoint 1.0'):
+        fit(tiny(), data.images, data.labels, resume=True, **{**kw, 'time_budget': 2.0})
+
+
+def test_time_budget_that_is_not_reached_changes_nothing(data):
+    "A budget far beyond the run's steps gives exactly the run without a budget (the steps lead the schedule)."
+    a = fit(tiny(), data.images, data.labels, epochs=2, batch_size=16, log_every=1, progress=False)
+    b = fit(tiny(), data.images, data.labels, epochs=2, batch_size=16, log_every=1, progress=False, time_budget=3600.0)
+    assert [r['loss'] for r in a['log']] == [r['loss'] for r in b['log']] and b['finished']
