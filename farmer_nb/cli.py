@@ -14,10 +14,12 @@ import torch
 
 # %% ../nbs/12_cli.ipynb #4d6ff15f
 def _data(args):
-    "(train, test): Fashion-MNIST, or the images of `--images DIR` split 90 / 10 by a fixed permutation."
+    "(train, test): `--dataset` (Fashion-MNIST or Emoji64), or the images of `--images DIR` split 90 / 10 by a fixed permutation."
     from types import SimpleNamespace
-    from farmer_nb.data import FashionMNIST, ImageFolder
-    if not getattr(args, 'images', None): return FashionMNIST('train', args.data), FashionMNIST('test', args.data)
+    from farmer_nb.data import FashionMNIST, ImageFolder, Emoji64
+    if not getattr(args, 'images', None):
+        dataset = {'fashion_mnist': FashionMNIST, 'emoji64': Emoji64}[getattr(args, 'dataset', 'fashion_mnist')]
+        return dataset('train', args.data), dataset('test', args.data)
     try: ds = ImageFolder(args.images, size=args.size, channels=args.channels)
     except (ValueError, FileNotFoundError) as e:
         raise type(e)(f"--images: {str(e).removeprefix('root: ')}") from None
@@ -112,10 +114,10 @@ def _load_model(path, device, option='--model'):
 
 def _check_data(model, ds, args):
     "Refuse images whose shape or classes the model cannot take, naming the option that chose them."
-    src = '--images' if getattr(args, 'images', None) else '--data'
+    src = '--images' if getattr(args, 'images', None) else '--dataset'
     shape, want = tuple(ds.images.shape[1:]), tuple(model.cfg.image_shape)
     if shape != want:
-        fix = 'set --size and --channels' if src == '--images' else 'see --images'
+        fix = 'set --size and --channels' if src == '--images' else 'pick the dataset or a --preset of its shape'
         raise ValueError(f"{src}: images of shape {shape}, but the model takes {want} ({fix})")
     if model.cfg.num_classes and len(ds.classes) > model.cfg.num_classes:
         raise ValueError(f"{src}: {len(ds.classes)} classes, but the model knows "
@@ -205,6 +207,7 @@ def cmd_train(args):
     counts = ('batch_size', 'steps', 'epochs', 'log_every', 'stop_at_step', 'checkpoint_every',
               'test_n')
     for name in counts: _in_range(args, name, 1)
+    args.preset = args.preset or ('emoji64-p8' if args.dataset == 'emoji64' else 'fmnist-small')
     for name in ('minutes', 'stop_after'): _in_range(args, name, 0, 1e5, above=True)
     _in_range(args, 'lr', 0, 1, above=True)
     _in_range(args, 'sample_every', 0)
@@ -223,6 +226,7 @@ def cmd_train(args):
     own = dict(image_shape=tuple(train.images.shape[1:]), num_classes=len(train.classes)) if args.images else {}
     torch.manual_seed(args.seed)
     model = build_model(get_config(args.preset, **{**own, **_overrides(args.preset, args.set)})).to(device)
+    _check_data(model, train, args)
     if args.init:                                            # fine-tuning: these weights, a fresh optimizer and schedule
         if not Path(args.init).is_file():
             raise FileNotFoundError(f"--init: no such file: {args.init}")
@@ -353,16 +357,17 @@ def cmd_sample(args):
     imgs = model.sample(labels, n=args.per_class, generator=gen, **kw)
     print(save_image_grid(imgs, out, nrow=args.per_class))
 
+_QUALITY = {'fashion_mnist': ((1, 28, 28), 10), 'emoji64': ((3, 64, 64), 9)}   # what each feature network scores
+
 def _check_quality(args, model, test):
-    "Refuse --quality where the frozen Fashion-MNIST feature network cannot score the samples."
-    K = model.cfg.num_classes
-    if args.images or tuple(model.cfg.image_shape) != (1, 28, 28) or K != 10:
-        raise ValueError("--quality: scores samples with the Fashion-MNIST feature network "
-                         "(10_metrics): it needs "
-                         "a Fashion-MNIST model (1×28×28, 10 classes) and its test images, not "
-                         "--images")
-    _in_range(args, 'quality', 0, len(test.images))
-    if args.quality % K:
+    "Refuse --quality where no frozen feature network of 10_metrics can score the samples."
+    K, shape = model.cfg.num_classes, tuple(model.cfg.image_shape)
+    if args.images or (shape, K) != _QUALITY[args.dataset]:
+        raise ValueError(f"--quality: scores samples with the {args.dataset} feature network "
+                         f"(10_metrics): it needs a model of images {_QUALITY[args.dataset][0]} in "
+                         f"{_QUALITY[args.dataset][1]} classes and the dataset's test images, not --images")
+    _in_range(args, 'quality', 0, len(test.images) if args.dataset == 'fashion_mnist' else 100_000)
+    if args.dataset == 'fashion_mnist' and args.quality % K:
         raise ValueError(f"--quality: expected a multiple of the {K} classes, got {args.quality}")
 
 def cmd_eval(args):
@@ -381,7 +386,11 @@ def cmd_eval(args):
     labels = ds.labels[:n] if model.cfg.num_classes and not args.null_label else None
     r = evaluate_bpd(model, ds.images[:n], labels, progress=_watched())
     res = dict(split=args.split, n=r['n'], bpd=r['bpd'], se=r['se'], kind='null label' if args.null_label else 'conditional')
-    if args.quality:
+    if args.quality and args.dataset == 'emoji64':                             # the test split's class mix
+        reps = test.labels.repeat(-(-args.quality // len(test.labels)))[:args.quality]
+        fake, labels = class_samples(model, labels=reps, batch_size=500, seed=args.seed)
+        res['quality'] = sample_quality(fake, test.images, labels, patch=model.cfg.patch)
+    elif args.quality:
         fake, labels = class_samples(model, args.quality, 500, args.seed)
         res['quality'] = sample_quality(fake, test.images[:len(labels)], labels)
     print(json.dumps(res, indent=1))
@@ -503,7 +512,9 @@ def _image_options(p, what):
     p.add_argument('--channels', type=int, default=3, choices=[1, 3], help='with --images: grey (1) or colour (3)')
 
 def _common(p, out=None):
-    p.add_argument('--data', default=None, help='folder with the Fashion-MNIST IDX files (default: the search path)')
+    p.add_argument('--dataset', default='fashion_mnist', choices=['fashion_mnist', 'emoji64'],
+                   help='fashion_mnist (default) or emoji64: 64×64 colour emoji, 9 classes (00_data)')
+    p.add_argument('--data', default=None, help="folder with the dataset's files (default: the search path)")
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='where to run (default: cuda if present)')
     p.add_argument('--seed', type=int, default=0, help='random seed, in [0, 2^63)')
     if out: p.add_argument('--out', default=out, help=f'output (default: {out})')
@@ -513,10 +524,12 @@ def make_parser():
     from farmer_nb.model import PRESETS
     from farmer_nb.train import NOISES
     ap = _Parser(prog='farmer',
-                 description='FARMER on Fashion-MNIST: train, sample, evaluate, distil, benchmark.')
+                 description='FARMER on Fashion-MNIST, Emoji64 or your own images: train, sample, '
+                             'evaluate, distil, benchmark.')
     sub = ap.add_subparsers(dest='command', required=True)
     p = sub.add_parser('train', help='train a model (resumable; torchrun for several GPUs)')
-    p.add_argument('--preset', default='fmnist-small', choices=sorted(PRESETS), help='model configuration')
+    p.add_argument('--preset', default=None, choices=sorted(PRESETS),
+                   help='model configuration (default: fmnist-small; emoji64-p8 with --dataset emoji64)')
     p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='override config fields, e.g. d_I=8 mixing=true')
     p.add_argument('--epochs', type=int, default=None, help='epochs (default: 10 on a GPU, a time budget on a CPU)')
     p.add_argument('--steps', type=int, default=None, help='training steps instead of epochs (the schedule spans them)')

@@ -451,3 +451,25 @@ def test_eval_numeric_options(files, split, n, quality, seed, null):
     if code == 0:
         res = json.loads(out)
         assert math.isfinite(res['bpd']) and res['n'] == (int(n) if n is not None else (4 if split == 'test' else 36))
+
+
+EMOJI_PRESENT = any((d / 'emoji64-16.0.0.npz').exists() or (d / 'emoji-datasource-google-16.0.0.tgz').exists()
+                    for d in __import__('farmer_nb.data', fromlist=['x']).emoji_search_path())
+
+
+@pytest.mark.skipif(not EMOJI_PRESENT, reason='Emoji64 not present (scripts/test.sh fetches it)')
+def test_emoji64_train_and_eval(tmp_path):
+    "--dataset emoji64: train picks the emoji64-p8 preset, eval scores bits/dim and colour sample quality."
+    small = ['--set', 'n_blocks=1', 'depth=1', 'width=64', 'ar_depth=1', 'ar_width=64', 'coupling=16']
+    code, out, err = run(['train', '--dataset', 'emoji64', '--steps', '2', '--batch-size', '4', *small,
+                          '--test-n', '8', '--sample-every', '0', '--out', str(tmp_path)])
+    assert code == 0, err
+    cfg = load_model(tmp_path / 'model.safetensors').cfg
+    assert cfg.image_shape == (3, 64, 64) and cfg.basis == 'dct' and cfg.num_classes == 9
+    code, out, err = run(['eval', '--dataset', 'emoji64', '--model', str(tmp_path / 'model.safetensors'),
+                          '--n', '8', '--quality', '9'])
+    assert code == 0, err
+    res = json.loads(out)
+    assert res['n'] == 8 and res['quality']['n_fake'] == 9 and res['quality']['n_real'] == 750 and 'stripe' in res['quality']
+    code, _, err = run(['train', '--dataset', 'emoji64', '--preset', 'fmnist-small', '--steps', '1', '--out', str(tmp_path / 'x')])
+    assert code == 2 and err.startswith('farmer train: error: --dataset: images of shape (3, 64, 64)')
