@@ -363,7 +363,8 @@ def _check_quality(args, model, test):
     "Refuse --quality where no frozen feature network of 10_metrics can score the samples."
     K, shape = model.cfg.num_classes, tuple(model.cfg.image_shape)
     if args.images or (shape, K) != _QUALITY[args.dataset]:
-        raise ValueError(f"--quality: scores samples with the {args.dataset} feature network "
+        title = {'fashion_mnist': 'Fashion-MNIST', 'emoji64': 'Emoji64'}[args.dataset]
+        raise ValueError(f"--quality: scores samples with the {title} feature network "
                          f"(10_metrics): it needs a model of images {_QUALITY[args.dataset][0]} in "
                          f"{_QUALITY[args.dataset][1]} classes and the dataset's test images, not --images")
     _in_range(args, 'quality', 0, len(test.images) if args.dataset == 'fashion_mnist' else 100_000)
