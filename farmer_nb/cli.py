@@ -14,11 +14,12 @@ import torch
 
 # %% ../nbs/12_cli.ipynb #4d6ff15f
 def _data(args):
-    "(train, test): `--dataset` (Fashion-MNIST or Emoji64), or the images of `--images DIR` split 90 / 10 by a fixed permutation."
+    "(train, test): `--dataset`, or the images of `--images DIR` split 90 / 10 by a fixed permutation."
     from types import SimpleNamespace
     from farmer_nb.data import FashionMNIST, ImageFolder, Emoji64
     if not getattr(args, 'images', None):
-        dataset = {'fashion_mnist': FashionMNIST, 'emoji64': Emoji64}[getattr(args, 'dataset', 'fashion_mnist')]
+        datasets = {'fashion_mnist': FashionMNIST, 'emoji64': Emoji64}
+        dataset = datasets[getattr(args, 'dataset', 'fashion_mnist')]
         return dataset('train', args.data), dataset('test', args.data)
     try: ds = ImageFolder(args.images, size=args.size, channels=args.channels)
     except (ValueError, FileNotFoundError) as e:
@@ -117,7 +118,7 @@ def _check_data(model, ds, args):
     src = '--images' if getattr(args, 'images', None) else '--dataset'
     shape, want = tuple(ds.images.shape[1:]), tuple(model.cfg.image_shape)
     if shape != want:
-        fix = 'set --size and --channels' if src == '--images' else 'pick the dataset or a --preset of its shape'
+        fix = 'set --size and --channels' if src == '--images' else 'pick a --preset of its shape'
         raise ValueError(f"{src}: images of shape {shape}, but the model takes {want} ({fix})")
     if model.cfg.num_classes and len(ds.classes) > model.cfg.num_classes:
         raise ValueError(f"{src}: {len(ds.classes)} classes, but the model knows "
@@ -357,16 +358,17 @@ def cmd_sample(args):
     imgs = model.sample(labels, n=args.per_class, generator=gen, **kw)
     print(save_image_grid(imgs, out, nrow=args.per_class))
 
-_QUALITY = {'fashion_mnist': ((1, 28, 28), 10), 'emoji64': ((3, 64, 64), 9)}   # what each feature network scores
+_QUALITY = {'fashion_mnist': ((1, 28, 28), 10), 'emoji64': ((3, 64, 64), 9)}   # each feature net's images
 
 def _check_quality(args, model, test):
     "Refuse --quality where no frozen feature network of 10_metrics can score the samples."
     K, shape = model.cfg.num_classes, tuple(model.cfg.image_shape)
     if args.images or (shape, K) != _QUALITY[args.dataset]:
         title = {'fashion_mnist': 'Fashion-MNIST', 'emoji64': 'Emoji64'}[args.dataset]
+        shape, K = _QUALITY[args.dataset]
         raise ValueError(f"--quality: scores samples with the {title} feature network "
-                         f"(10_metrics): it needs a model of images {_QUALITY[args.dataset][0]} in "
-                         f"{_QUALITY[args.dataset][1]} classes and the dataset's test images, not --images")
+                         f"(10_metrics): it needs a model of images {shape} in {K} classes "
+                         "and the dataset's test images, not --images")
     _in_range(args, 'quality', 0, len(test.images) if args.dataset == 'fashion_mnist' else 100_000)
     if args.dataset == 'fashion_mnist' and args.quality % K:
         raise ValueError(f"--quality: expected a multiple of the {K} classes, got {args.quality}")
@@ -387,7 +389,7 @@ def cmd_eval(args):
     labels = ds.labels[:n] if model.cfg.num_classes and not args.null_label else None
     r = evaluate_bpd(model, ds.images[:n], labels, progress=_watched())
     res = dict(split=args.split, n=r['n'], bpd=r['bpd'], se=r['se'], kind='null label' if args.null_label else 'conditional')
-    if args.quality and args.dataset == 'emoji64':                             # the test split's class mix
+    if args.quality and args.dataset == 'emoji64':                      # the test split's class mix
         reps = test.labels.repeat(-(-args.quality // len(test.labels)))[:args.quality]
         fake, labels = class_samples(model, labels=reps, batch_size=500, seed=args.seed)
         res['quality'] = sample_quality(fake, test.images, labels, patch=model.cfg.patch)
@@ -514,8 +516,9 @@ def _image_options(p, what):
 
 def _common(p, out=None):
     p.add_argument('--dataset', default='fashion_mnist', choices=['fashion_mnist', 'emoji64'],
-                   help='fashion_mnist (default) or emoji64: 64×64 colour emoji, 9 classes (00_data)')
-    p.add_argument('--data', default=None, help="folder with the dataset's files (default: the search path)")
+                   help='fashion_mnist (default) or emoji64: 64×64 colour emoji in 9 classes')
+    p.add_argument('--data', default=None,
+                   help="folder with the dataset's files (default: the search path)")
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='where to run (default: cuda if present)')
     p.add_argument('--seed', type=int, default=0, help='random seed, in [0, 2^63)')
     if out: p.add_argument('--out', default=out, help=f'output (default: {out})')
@@ -530,7 +533,7 @@ def make_parser():
     sub = ap.add_subparsers(dest='command', required=True)
     p = sub.add_parser('train', help='train a model (resumable; torchrun for several GPUs)')
     p.add_argument('--preset', default=None, choices=sorted(PRESETS),
-                   help='model configuration (default: fmnist-small; emoji64-p8 with --dataset emoji64)')
+                   help='model configuration (default: fmnist-small; with --dataset emoji64: emoji64-p8)')
     p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='override config fields, e.g. d_I=8 mixing=true')
     p.add_argument('--epochs', type=int, default=None, help='epochs (default: 10 on a GPU, a time budget on a CPU)')
     p.add_argument('--steps', type=int, default=None, help='training steps instead of epochs (the schedule spans them)')

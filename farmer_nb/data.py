@@ -13,7 +13,8 @@ __all__ = ['DATASETS', 'EMOJI64', 'read_idx', 'write_idx', 'cache_dir', 'data_se
            'unpatchify']
 
 # %% ../nbs/00_data.ipynb #cb011938
-import base64, gzip, hashlib, io, json, math, os, shutil, struct, subprocess, tarfile, tempfile, urllib.request
+import base64, gzip, hashlib, io, json, math, os, shutil, struct, subprocess, tarfile, tempfile
+import urllib.request
 from pathlib import Path
 import numpy as np
 import torch
@@ -194,13 +195,13 @@ class ImageFolder(Dataset):
 EMOJI64 = dict(
     version='16.0.0',
     packages={   # vendor: (npm package, npm's published integrity of its 16.0.0 tarball)
-        'google': ('emoji-datasource-google',
-                   'sha512-ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A=='),
-        'twitter': ('emoji-datasource-twitter',
-                    'sha512-7F+uCuHH+7Qnrc15P5tnbvKkg9E6tlzi4MnT2uW1RlN4pLYTza6cP/dstIfSDMtpjFLWuZewWg8jBbuL2eyELQ==')},
+        'google': ('emoji-datasource-google', 'sha512-ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l'
+                   '88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A=='),
+        'twitter': ('emoji-datasource-twitter', 'sha512-7F+uCuHH+7Qnrc15P5tnbvKkg9E6tlzi4MnT2uW1RlN4pLYT'
+                    'za6cP/dstIfSDMtpjFLWuZewWg8jBbuL2eyELQ==')},
     licences={'google': 'Noto Emoji images: Apache-2.0', 'twitter': 'Twemoji graphics: CC-BY-4.0'},
-    classes=('Smileys & Emotion', 'People & Body', 'Animals & Nature', 'Food & Drink', 'Travel & Places',
-             'Activities', 'Objects', 'Symbols', 'Flags'))
+    classes=('Smileys & Emotion', 'People & Body', 'Animals & Nature', 'Food & Drink',
+             'Travel & Places', 'Activities', 'Objects', 'Symbols', 'Flags'))
 
 def npm_integrity(path):
     "npm's `integrity` string of a file: 'sha512-' + the base64 SHA-512 of its bytes."
@@ -235,22 +236,24 @@ def npm_pack(vendor, dest):
 
 # %% ../nbs/00_data.ipynb #d8b4e96e
 def find_emoji_tarballs(root=None, fetch=True):
-    "{vendor: path} of the two tarballs, integrity-checked; fetched by `npm pack` when missing (if `fetch` and npm is on PATH)."
+    "{vendor: path} of the two tarballs, integrity-checked; `npm pack` fetches missing ones if `fetch`."
     dirs, found = emoji_search_path(root), {}
     for vendor, (pkg, integrity) in EMOJI64['packages'].items():
-        path = next((d/emoji_tarball(vendor) for d in dirs if (d/emoji_tarball(vendor)).is_file()), None)
+        path = next((d/emoji_tarball(vendor) for d in dirs if (d/emoji_tarball(vendor)).is_file()),
+                    None)
         if path is None and fetch and shutil.which('npm'):
             path = npm_pack(vendor, dirs[-1])
         if path is None:
             raise FileNotFoundError(
-                f"Emoji64: {emoji_tarball(vendor)} not found. Searched:\n  " + "\n  ".join(map(str, dirs)) +
-                "\nTo get the data (136 MB, once), with npm (Node.js):\n  npm pack emoji-datasource-google@16.0.0 "
-                f"emoji-datasource-twitter@16.0.0 --pack-destination {dirs[-1]}\n"
+                f"Emoji64: {emoji_tarball(vendor)} not found. Searched:\n  "
+                + "\n  ".join(map(str, dirs))
+                + "\nTo get the data (136 MB, once), with npm (Node.js):\n  npm pack "
+                f"emoji-datasource-google@16.0.0 emoji-datasource-twitter@16.0.0 --pack-destination {dirs[-1]}\n"
                 "or put the two .tgz files in one of the folders above")
         got = npm_integrity(path)
         if got != integrity:
-            raise IOError(f"{path}: integrity mismatch (SHA-512 {got[7:29]}…, published {integrity[7:29]}…): "
-                          "a corrupted or different file; delete it and fetch it again")
+            raise IOError(f"{path}: integrity mismatch (SHA-512 {got[7:29]}…, published "
+                          f"{integrity[7:29]}…): a corrupted or different file; delete it and fetch it again")
         found[vendor] = path
     return found
 
@@ -263,17 +266,18 @@ def rgb_on_white(png):
     return np.round(a[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)          # (H, W, 3)
 
 def read_emoji_tarball(path, vendor):
-    "Every emoji of one vendor's tarball but `Component`: images (n, 64, 64, 3) uint8, category, base id, skin-tone flag, Unicode order."
+    "Every emoji of one vendor's tarball but `Component`: images (n, 64, 64, 3), category, id, skin tone, order."
     rows = []
     with tarfile.open(path) as tf:
         for e in json.load(tf.extractfile('package/emoji.json')):
             if e['category'] not in EMOJI64['classes']:
-                continue                                                     # 'Component': swatches, hair styles
-            files = [(e['image'], False)] + [(v['image'], True) for v in e.get('skin_variations', {}).values()]
+                continue                                               # 'Component': swatches, hair
+            skins = e.get('skin_variations', {}).values()
+            files = [(e['image'], False)] + [(v['image'], True) for v in skins]
             for fname, variant in files:
                 img = rgb_on_white(tf.extractfile(f'package/img/{vendor}/64/{fname}').read())
                 if img.shape != (64, 64, 3):
-                    raise ValueError(f"{path}: {fname} is {img.shape[1]}×{img.shape[0]}, expected 64×64")
+                    raise ValueError(f"{path}: {fname} is {img.shape[1]}×{img.shape[0]}, not 64×64")
                 rows.append((img, e['category'], e['unified'], variant, e['sort_order']))
     img, cat, ids, variant, order = zip(*rows)
     return dict(images=np.stack(img), category=np.array(cat), id=np.array(ids),
@@ -281,7 +285,7 @@ def read_emoji_tarball(path, vendor):
 
 # %% ../nbs/00_data.ipynb #2d9fabef
 def fake_emoji_tarball(path, vendor, n_per_class=3, seed=0):
-    "A small tarball laid out like `emoji-datasource-<vendor>`: flat-colour discs, one in three with two skin tones."
+    "A small tarball laid out like `emoji-datasource-<vendor>`: flat discs, a third with 2 skin tones."
     from PIL import Image
     rng, meta, files = np.random.default_rng(seed), [], {}
     yx = np.mgrid[:64, :64] - 31.5
@@ -292,13 +296,13 @@ def fake_emoji_tarball(path, vendor, n_per_class=3, seed=0):
             names = [uid.lower()] + [f'{uid.lower()}-1f3f{t}' for t in 'bc'][:len(colours) - 1]
             for name, col in zip(names, colours):
                 rgba = np.zeros((64, 64, 4), np.uint8)
-                rgba[(yx ** 2).sum(0) < (10 + 4 * k) ** 2] = (*col, 255)   # a disc on a transparent square
+                rgba[(yx ** 2).sum(0) < (10 + 4 * k) ** 2] = (*col, 255)   # a disc, transparent around
                 buf = io.BytesIO()
                 Image.fromarray(rgba, 'RGBA').save(buf, 'PNG')
                 files[f'package/img/{vendor}/64/{name}.png'] = buf.getvalue()
             skins = {n[-5:].upper(): dict(unified=n.upper(), image=f'{n}.png') for n in names[1:]}
-            meta.append(dict(unified=uid, image=f'{names[0]}.png', category=cat, sort_order=100 * k + j,
-                             **(dict(skin_variations=skins) if skins else {})))
+            meta.append(dict(unified=uid, image=f'{names[0]}.png', category=cat,
+                             sort_order=100 * k + j, **(dict(skin_variations=skins) if skins else {})))
     files['package/emoji.json'] = json.dumps(meta).encode()
     with tarfile.open(path, 'w:gz') as tf:
         for name, data in files.items():
@@ -309,35 +313,36 @@ def fake_emoji_tarball(path, vendor, n_per_class=3, seed=0):
 
 # %% ../nbs/00_data.ipynb #9a0aee24
 def emoji_test_split(category, ids, order):
-    "Test mask (n,): in each category, every 10th emoji in Unicode order (positions 5, 15, …) with all its drawings and skin tones."
+    "Test mask (n,): per category, every 10th emoji in Unicode order (5, 15, …) with all its images."
     test = np.zeros(len(ids), dtype=bool)
     for cat in np.unique(category):
         rows = np.flatnonzero(category == cat)
         first = {}
         for r in rows:
             first.setdefault(ids[r], order[r])
-        ranked = sorted(first, key=first.get)                            # this category's emoji, Unicode order
+        ranked = sorted(first, key=first.get)                  # this category's emoji, Unicode order
         held = [e for k, e in enumerate(ranked) if k % 10 == 5]
         test[rows] = np.isin(ids[rows], held)
     return test
 
 # %% ../nbs/00_data.ipynb #7e0ebc99
 def build_emoji64(tarballs):
-    "Decode both vendors' tarballs {vendor: path} into one table of arrays (what `load_emoji64` caches)."
+    "Decode both vendors' tarballs {vendor: path} into one table of arrays (`load_emoji64` caches it)."
     parts = [read_emoji_tarball(tarballs[v], v) for v in sorted(tarballs)]
     cat = np.concatenate([p['category'] for p in parts])
-    table = dict(images=np.concatenate([p['images'] for p in parts]).transpose(0, 3, 1, 2).copy(),   # (n, 3, 64, 64)
+    images = np.concatenate([p['images'] for p in parts]).transpose(0, 3, 1, 2).copy()   # (n, 3, 64, 64)
+    vendor = [np.full(len(p['id']), v) for v, p in zip(sorted(tarballs), parts)]
+    table = dict(images=images, vendor=np.concatenate(vendor),
                  label=np.array([EMOJI64['classes'].index(c) for c in cat], dtype=np.int64),
-                 vendor=np.concatenate([np.full(len(p['id']), v) for v, p in zip(sorted(tarballs), parts)]),
                  **{k: np.concatenate([p[k] for p in parts]) for k in ('id', 'variant', 'order')})
     table['test'] = emoji_test_split(cat, table['id'], table['order'])
     table['version'] = np.array(EMOJI64['version'])
     return table
 
 def load_emoji64(root=None, fetch=True):
-    "The Emoji64 table: from the cache `emoji64-<version>.npz` in the search path, else decoded from the tarballs and cached."
+    "The Emoji64 table: from the cache `emoji64-<version>.npz`, else decoded from the tarballs and cached."
     name = f"emoji64-{EMOJI64['version']}.npz"
-    for d in emoji_search_path(root):                                  # first folder with the cache or the tarballs
+    for d in emoji_search_path(root):                    # the first folder with the cache or the tarballs
         if (d/name).is_file():
             with np.load(d/name) as f:
                 return {k: f[k] for k in f.files}
@@ -349,7 +354,7 @@ def load_emoji64(root=None, fetch=True):
     os.close(fd)
     try:
         np.savez_compressed(tmp, **table)
-        os.replace(tmp, dest/name)                                     # atomic: never a half-written cache
+        os.replace(tmp, dest/name)                       # atomic: never a half-written cache
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -357,7 +362,7 @@ def load_emoji64(root=None, fetch=True):
 
 # %% ../nbs/00_data.ipynb #b2e5e291
 class Emoji64(Dataset):
-    "Colour emoji, 64×64 RGB, 9 categories, split by emoji identity: `images` (n, 3, 64, 64) uint8 and `labels` (n,)."
+    "Colour emoji, 64×64, 9 categories, split by identity: `images` (n, 3, 64, 64) uint8, `labels` (n,)."
     classes = EMOJI64['classes']
     def __init__(self, split='train', root=None, skin_tones=True, fetch=True):
         if split not in ('train', 'test'):
@@ -367,10 +372,11 @@ class Emoji64(Dataset):
         self.split, self.skin_tones = split, skin_tones
         self.images = torch.from_numpy(t['images'][keep])                  # (n, 3, 64, 64) uint8
         self.labels = torch.from_numpy(t['label'][keep])                   # (n,)
-        self.ids, self.vendors = t['id'][keep], t['vendor'][keep]          # (n,) each: emoji and drawing
+        self.ids, self.vendors = t['id'][keep], t['vendor'][keep]          # (n,) each: emoji, drawing
     def __len__(self): return len(self.labels)
     def __getitem__(self, i): return self.images[i], self.labels[i]
-    def __repr__(self): return f"Emoji64(split={self.split!r}, n={len(self)}, skin_tones={self.skin_tones})"
+    def __repr__(self):
+        return f"Emoji64(split={self.split!r}, n={len(self)}, skin_tones={self.skin_tones})"
 
 # %% ../nbs/00_data.ipynb #afcb05ad
 class SyntheticImages(Dataset):

@@ -92,8 +92,8 @@ class FarmerConfig(_Sizes):
     split: str = 'contiguous'          # 'contiguous' or 'strided' informative channels
     redundant: str = 'gmm'             # 'gmm' (FARMER) or 'normal' (JetFormer)
     mixing: bool = False               # learned invertible channel mixing before the split (extension)
-    basis: str = 'pixel'               # channels the split sees: 'pixel' (the flow's own) or 'dct' (05_split)
-    coupling: int = 0                  # hidden width of the coupling of Z^R on its own token's Z^I; 0: none
+    basis: str = 'pixel'               # channels the split sees: 'pixel' or 'dct' (05_split)
+    coupling: int = 0                  # hidden width of Z^R's coupling on its token's Z^I; 0: none
     final_permute: bool = True         # AR reads tokens opposite to the last AF block
 
     def __post_init__(self):
@@ -109,7 +109,7 @@ class FarmerConfig(_Sizes):
         if self.basis not in ('pixel', 'dct'):
             raise ValueError(f"{n}.basis: expected 'pixel' or 'dct', got {self.basis!r}")
         if self.coupling < 0:
-            raise ValueError(f"{n}.coupling: expected a hidden width >= 0 (0: no coupling), got {self.coupling}")
+            raise ValueError(f"{n}.coupling: expected a width >= 0 (0: none), got {self.coupling}")
 
 # %% ../nbs/06_model.ipynb #51d36238
 PRESETS = {
@@ -120,14 +120,16 @@ PRESETS = {
     'fmnist-base': (FarmerConfig, dict(n_blocks=8, depth=4, width=256, ar_width=384, ar_depth=6, M=16, d_I=6, K_I=32, K_R=64)),
     'farmer-tiny': (FarmerConfig, dict(image_shape=(1, 8, 8), patch=2, n_blocks=2, depth=1, width=32, head_dim=16, num_classes=4,
                                        ar_width=32, ar_depth=1, M=2, d_I=2, K_I=3, K_R=2)),
-    'emoji64-p8': (FarmerConfig, dict(image_shape=(3, 64, 64), patch=8, num_classes=9, ar_width=192, ar_depth=3, M=16,
-                                      d_I=32, K_I=32, K_R=64, basis='dct', coupling=256)),      # 64 tokens × 192: 9.7 M
-    'emoji64-p16': (FarmerConfig, dict(image_shape=(3, 64, 64), patch=16, width=256, num_classes=9, ar_width=192, ar_depth=3,
-                                       M=16, d_I=128, K_I=64, K_R=64, basis='dct', coupling=256)),   # 16 tokens × 768: 38 M
-    'tarflow-emoji64-p8': (GaussianFlowConfig, dict(image_shape=(3, 64, 64), patch=8, n_blocks=10, depth=2, width=192,
-                                                    num_classes=9)),                          # 10.2 M, for emoji64-p8
-    'tarflow-emoji64-p16': (GaussianFlowConfig, dict(image_shape=(3, 64, 64), patch=16, n_blocks=8, depth=3, width=320,
-                                                     num_classes=9)),                         # 35.6 M, for emoji64-p16
+    'emoji64-p8': (FarmerConfig, dict(image_shape=(3, 64, 64), patch=8, num_classes=9, ar_width=192,
+                                      ar_depth=3, M=16, d_I=32, K_I=32, K_R=64, basis='dct',
+                                      coupling=256)),                  # 64 tokens × 192: 9.7 M
+    'emoji64-p16': (FarmerConfig, dict(image_shape=(3, 64, 64), patch=16, width=256, num_classes=9,
+                                       ar_width=192, ar_depth=3, M=16, d_I=128, K_I=64, K_R=64,
+                                       basis='dct', coupling=256)),    # 16 tokens × 768: 38 M
+    'tarflow-emoji64-p8': (GaussianFlowConfig, dict(image_shape=(3, 64, 64), patch=8, n_blocks=10, depth=2,
+                                                    width=192, num_classes=9)),     # 10.2 M
+    'tarflow-emoji64-p16': (GaussianFlowConfig, dict(image_shape=(3, 64, 64), patch=16, n_blocks=8, depth=3,
+                                                     width=320, num_classes=9)),    # 35.6 M
     'imagenet256-p16-flow8': (GaussianFlowConfig, dict(image_shape=(3, 256, 256), patch=16, n_blocks=8, depth=4, width=768,
                                                       num_classes=1000)),   # the paper-shaped flow of the speed benchmarks
     'imagenet256-p16': (FarmerConfig, dict(image_shape=(3, 256, 256), patch=16, n_blocks=28, depth=4, width=768, num_classes=1000,
@@ -224,7 +226,9 @@ class Farmer(DensityModel):
         self.prior = ARPrior(cfg.N, cfg.d_I, cfg.d - cfg.d_I, cfg.num_classes, cfg.ar_width, cfg.ar_depth, cfg.head_dim,
                              cfg.M, cfg.K_I, cfg.K_R, cfg.redundant)
         d_R = cfg.d - cfg.d_I
-        self.coupling = ChannelCoupling(cfg.N, cfg.d_I, d_R, cfg.coupling, cfg.clip) if cfg.coupling and d_R else None
+        self.coupling = None
+        if cfg.coupling and d_R:
+            self.coupling = ChannelCoupling(cfg.N, cfg.d_I, d_R, cfg.coupling, cfg.clip)
         # the AR reads opposite to block n, or with it
         self.final_reverse = (cfg.n_blocks % 2 == 1) == cfg.final_permute
 
@@ -232,13 +236,13 @@ class Farmer(DensityModel):
         return c if c is not None else torch.zeros(B, dtype=torch.long, device=self.device)   # num_classes = 0: row 0 is the null label
 
     def latent(self, X):
-        "Tokens X (B, N, d) → (Z^I, Z^R, log|det| (B,)): flow, basis, mixing, final permutation, split, coupling."
+        "Tokens X (B, N, d) → (Z^I, Z^R, log|det| (B,)): flow, basis, mixing, permutation, split, coupling."
         z, logdet = self.flow(X)                                                  # (B, N, d), (B,)
         for f in (self.basis, self.mixing):
             if f is not None:
                 z, ld = f(z)
                 logdet = logdet + ld
-        z_I, z_R = self.split.split(permute_tokens(z, self.final_reverse))       # (B, N, d_I), (B, N, d_R)
+        z_I, z_R = self.split.split(permute_tokens(z, self.final_reverse))   # (B, N, d_I), (B, N, d_R)
         if self.coupling is not None:
             z_R, ld = self.coupling(z_I, z_R)
             logdet = logdet + ld
@@ -418,12 +422,14 @@ def asset_path(name):
     return Path(importlib.util.find_spec('farmer_nb.model').origin).parent/'assets'/name
 
 PRETRAINED = {'fmnist-small': 'fmnist_small.safetensors',     # 4.8 M, Fashion-MNIST (this chapter)
-              'emoji64-p8': 'emoji64_p8.safetensors'}         # 9.7 M, Emoji64 at patch 8 (the colour tutorial)
+              'emoji64-p8': 'emoji64_p8.safetensors'}         # 9.7 M, Emoji64 at patch 8 (colour tutorial)
 
 def load_pretrained(name='fmnist-small', device='cpu'):
     "A model shipped with the library, by name (`PRETRAINED`), loaded like `load_model`."
     if not isinstance(name, str):
-        raise TypeError(f"name: expected a model name such as 'fmnist-small', got {type(name).__name__}")
+        raise TypeError(f"name: expected a model name such as 'fmnist-small', got "
+                        f"{type(name).__name__}")
     if name not in PRETRAINED:
-        raise ValueError(f"name: no pretrained model {name!r}; available: {', '.join(map(repr, PRETRAINED))}")
+        raise ValueError(f"name: no pretrained model {name!r}; available: "
+                         f"{', '.join(map(repr, PRETRAINED))}")
     return load_model(asset_path(PRETRAINED[name]), device)

@@ -67,27 +67,29 @@ class ChannelMixing(nn.Module):
 
 # %% ../nbs/05_split.ipynb #855370cf
 def dct_basis(p, C):
-    "Orthogonal (d, d), d = C·p²: columns are 2-D DCT-II × colour-opponent patterns on (row, col, colour) tokens, low frequencies first."
+    "Orthogonal (d, d), d = C·p²: 2-D DCT-II × colour-opponent columns for (row, col, colour) tokens."
     n = torch.arange(p, dtype=torch.float64)
-    D = torch.cos(math.pi * (n[None, :] + 0.5) * n[:, None] / p) * math.sqrt(2 / p)    # (p, p): frequency × position
+    D = torch.cos(math.pi * (n[None, :] + 0.5) * n[:, None] / p) * math.sqrt(2 / p)   # (freq, pos)
     D[0] /= math.sqrt(2)
     opp = torch.tensor([[1., 1., 1.], [1., 0., -1.], [1., -2., 1.]], dtype=torch.float64)
-    colour = opp / opp.norm(dim=1, keepdim=True) if C == 3 else torch.eye(C, dtype=torch.float64)   # (C, C)
+    colour = opp / opp.norm(dim=1, keepdim=True)                                       # (3, 3)
+    if C != 3:
+        colour = torch.eye(C, dtype=torch.float64)
     cols, keys = [], []
     for u in range(p):
         for v in range(p):
             for c in range(C):
-                cols.append(torch.einsum('r,s,k->rsk', D[u], D[v], colour[c]).reshape(-1))     # (d,)
-                keys.append((u + v, max(u, v), c, u))                                          # low frequencies first
+                cols.append(torch.einsum('r,s,k->rsk', D[u], D[v], colour[c]).reshape(-1))   # (d,)
+                keys.append((u + v, max(u, v), c, u))                          # low frequencies first
     order = sorted(range(len(cols)), key=keys.__getitem__)
-    return torch.stack([cols[k] for k in order], 1).float()                                    # (d, d)
+    return torch.stack([cols[k] for k in order], 1).float()                      # (d, d)
 
 # %% ../nbs/05_split.ipynb #18cafca8
 class TokenBasis(nn.Module):
     "A fixed orthogonal change of basis of every token, z → z Q (here `dct_basis`); log|det| = 0."
     def __init__(self, p, C):
         super().__init__()
-        self.register_buffer('Q', dct_basis(p, C), persistent=False)      # (d, d), rebuilt from the config
+        self.register_buffer('Q', dct_basis(p, C), persistent=False)    # (d, d), rebuilt from the config
     def forward(self, z):
         "z (B, N, d) → (z Q (B, N, d) in at least fp32, log|det| = 0 (B,))."
         zq = upcast(z) @ self.Q
@@ -98,14 +100,15 @@ class TokenBasis(nn.Module):
 
 # %% ../nbs/05_split.ipynb #91342cc4
 class ChannelCoupling(nn.Module):
-    "Affine coupling inside each token: z^R ← (z^R − μ) ⊙ e^{−a}, (a, μ) = MLP(z^I, position); identity at init."
+    "Affine coupling in each token: z^R ← (z^R − μ) ⊙ e^{−a}, (a, μ) = MLP(z^I, position); identity at init."
     def __init__(self, N, d_I, d_R, hidden=256, clip=4.0):
         super().__init__()
         self.inp = nn.Linear(d_I, hidden)
         self.pos_emb = nn.Parameter(0.02 * torch.randn(1, N, hidden))        # (1, N, hidden)
-        self.mlp = nn.Sequential(nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 2 * d_R))
+        self.mlp = nn.Sequential(nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                 nn.Linear(hidden, 2 * d_R))
         nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)                                     # a = μ = 0: the identity
+        nn.init.zeros_(self.mlp[-1].bias)                                   # a = μ = 0: the identity
         self.clip = clip
 
     def params(self, z_I):
@@ -116,7 +119,7 @@ class ChannelCoupling(nn.Module):
     def forward(self, z_I, z_R):
         "(z_I, z_R) → (z̃_R (B, N, d_R), log|det| (B,))."
         a, mu = self.params(z_I)
-        with torch.autocast(z_R.device.type, enabled=False):                 # fp32: affine and log-det
+        with torch.autocast(z_R.device.type, enabled=False):               # fp32: affine and log-det
             return (upcast(z_R) - mu) * torch.exp(-a), -a.sum(dim=(1, 2))
 
     def inverse(self, z_I, z_R):
