@@ -296,7 +296,7 @@ def fake_emoji_tarball(path, vendor, n_per_class=3, seed=0):
             names = [uid.lower()] + [f'{uid.lower()}-1f3f{t}' for t in 'bc'][:len(colours) - 1]
             for name, col in zip(names, colours):
                 rgba = np.zeros((64, 64, 4), np.uint8)
-                rgba[(yx ** 2).sum(0) < (10 + 4 * k) ** 2] = (*col, 255)   # a disc, transparent around
+                rgba[(yx ** 2).sum(0) < (10 + 4 * k) ** 2] = (*col, 255)  # a disc, transparent around
                 buf = io.BytesIO()
                 Image.fromarray(rgba, 'RGBA').save(buf, 'PNG')
                 files[f'package/img/{vendor}/64/{name}.png'] = buf.getvalue()
@@ -330,7 +330,7 @@ def build_emoji64(tarballs):
     "Decode both vendors' tarballs {vendor: path} into one table of arrays (`load_emoji64` caches it)."
     parts = [read_emoji_tarball(tarballs[v], v) for v in sorted(tarballs)]
     cat = np.concatenate([p['category'] for p in parts])
-    images = np.concatenate([p['images'] for p in parts]).transpose(0, 3, 1, 2).copy()   # (n, 3, 64, 64)
+    images = np.concatenate([p['images'] for p in parts]).transpose(0, 3, 1, 2).copy()  # (n, 3, 64, 64)
     vendor = [np.full(len(p['id']), v) for v, p in zip(sorted(tarballs), parts)]
     table = dict(images=images, vendor=np.concatenate(vendor),
                  label=np.array([EMOJI64['classes'].index(c) for c in cat], dtype=np.int64),
@@ -342,7 +342,7 @@ def build_emoji64(tarballs):
 def load_emoji64(root=None, fetch=True):
     "The Emoji64 table: from the cache `emoji64-<version>.npz`, else decoded from the tarballs and cached."
     name = f"emoji64-{EMOJI64['version']}.npz"
-    for d in emoji_search_path(root):                    # the first folder with the cache or the tarballs
+    for d in emoji_search_path(root):              # the first folder with the cache or the tarballs
         if (d/name).is_file():
             with np.load(d/name) as f:
                 return {k: f[k] for k in f.files}
@@ -372,7 +372,7 @@ class Emoji64(Dataset):
         self.split, self.skin_tones = split, skin_tones
         self.images = torch.from_numpy(t['images'][keep])                  # (n, 3, 64, 64) uint8
         self.labels = torch.from_numpy(t['label'][keep])                   # (n,)
-        self.ids, self.vendors = t['id'][keep], t['vendor'][keep]          # (n,) each: emoji, drawing
+        self.ids, self.vendors = t['id'][keep], t['vendor'][keep]        # (n,) each: emoji, drawing
     def __len__(self): return len(self.labels)
     def __getitem__(self, i): return self.images[i], self.labels[i]
     def __repr__(self):

@@ -242,7 +242,7 @@ class Farmer(DensityModel):
             if f is not None:
                 z, ld = f(z)
                 logdet = logdet + ld
-        z_I, z_R = self.split.split(permute_tokens(z, self.final_reverse))   # (B, N, d_I), (B, N, d_R)
+        z_I, z_R = self.split.split(permute_tokens(z, self.final_reverse))  # (B, N, d_I), (B, N, d_R)
         if self.coupling is not None:
             z_R, ld = self.coupling(z_I, z_R)
             logdet = logdet + ld
@@ -402,7 +402,7 @@ def model_from_checkpoint(tensors, meta, path='checkpoint', expect_config=None, 
         raise ValueError(f"{path}: checkpoint is from another config ({diff})")
     model = model_cls(cfg)
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    stale = [k for k in state if k.startswith('student.')]       # a student saved inside the model (older files)
+    stale = [k for k in state if k.startswith('student.')]  # a student saved inside the model (older files)
     if stale:
         import warnings
         warnings.warn(f"{path}: holds the weights of a distilled student too; they are skipped "
@@ -422,7 +422,7 @@ def asset_path(name):
     return Path(importlib.util.find_spec('farmer_nb.model').origin).parent/'assets'/name
 
 PRETRAINED = {'fmnist-small': 'fmnist_small.safetensors',     # 4.8 M, Fashion-MNIST (this chapter)
-              'emoji64-p8': 'emoji64_p8.safetensors'}         # 9.7 M, Emoji64 at patch 8 (colour tutorial)
+              'emoji64-p8': 'emoji64_p8.safetensors'}  # 9.7 M, Emoji64 at patch 8 (colour tutorial)
 
 def load_pretrained(name='fmnist-small', device='cpu'):
     "A model shipped with the library, by name (`PRETRAINED`), loaded like `load_model`."

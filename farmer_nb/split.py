@@ -80,7 +80,7 @@ def dct_basis(p, C):
         for v in range(p):
             for c in range(C):
                 cols.append(torch.einsum('r,s,k->rsk', D[u], D[v], colour[c]).reshape(-1))   # (d,)
-                keys.append((u + v, max(u, v), c, u))                          # low frequencies first
+                keys.append((u + v, max(u, v), c, u))                        # low frequencies first
     order = sorted(range(len(cols)), key=keys.__getitem__)
     return torch.stack([cols[k] for k in order], 1).float()                      # (d, d)
 
@@ -89,7 +89,7 @@ class TokenBasis(nn.Module):
     "A fixed orthogonal change of basis of every token, z → z Q (here `dct_basis`); log|det| = 0."
     def __init__(self, p, C):
         super().__init__()
-        self.register_buffer('Q', dct_basis(p, C), persistent=False)    # (d, d), rebuilt from the config
+        self.register_buffer('Q', dct_basis(p, C), persistent=False)  # (d, d), rebuilt from the config
     def forward(self, z):
         "z (B, N, d) → (z Q (B, N, d) in at least fp32, log|det| = 0 (B,))."
         zq = upcast(z) @ self.Q
@@ -108,7 +108,7 @@ class ChannelCoupling(nn.Module):
         self.mlp = nn.Sequential(nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
                                  nn.Linear(hidden, 2 * d_R))
         nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)                                   # a = μ = 0: the identity
+        nn.init.zeros_(self.mlp[-1].bias)                                  # a = μ = 0: the identity
         self.clip = clip
 
     def params(self, z_I):
@@ -119,7 +119,7 @@ class ChannelCoupling(nn.Module):
     def forward(self, z_I, z_R):
         "(z_I, z_R) → (z̃_R (B, N, d_R), log|det| (B,))."
         a, mu = self.params(z_I)
-        with torch.autocast(z_R.device.type, enabled=False):               # fp32: affine and log-det
+        with torch.autocast(z_R.device.type, enabled=False):              # fp32: affine and log-det
             return (upcast(z_R) - mu) * torch.exp(-a), -a.sum(dim=(1, 2))
 
     def inverse(self, z_I, z_R):
