@@ -35,13 +35,15 @@ def permute_tokens(x, reverse):
 # %% ../nbs/02_flow.ipynb #13e56fbb
 class AFBlock(nn.Module):
     "One autoregressive affine flow block (FARMER Eq. 8–10): per-token shift and scale from earlier tokens."
-    def __init__(self, d, N, width=128, depth=4, head_dim=64, reverse=False, num_classes=0, clip=4.0):
+    def __init__(self, d, N, width=128, depth=4, head_dim=64, reverse=False, num_classes=0, clip=4.0,
+                 final_norm=True, class_std=1.0):
         super().__init__()
         self.d, self.N, self.reverse, self.clip, self.num_classes = d, N, reverse, clip, num_classes
         self.proj_in = nn.Linear(d, width)
         self.pos_emb = nn.Parameter(0.01 * torch.randn(1, N, width))                        # (1, N, width)
         self.class_emb = nn.Embedding(num_classes + 1, width) if num_classes else None       # last row: null label
-        self.transformer = Transformer(width, depth, head_dim, causal=True)
+        if self.class_emb is not None: self.class_emb.weight.data.mul_(class_std)          # N(0, class_std²)
+        self.transformer = Transformer(width, depth, head_dim, causal=True, final_norm=final_norm)
         self.proj_out = nn.Linear(width, 2 * d)
         nn.init.zeros_(self.proj_out.weight); nn.init.zeros_(self.proj_out.bias)           # identity at init
 
@@ -99,11 +101,13 @@ AFBlock.inverse = block_inverse
 # %% ../nbs/02_flow.ipynb #e072ee62
 class AutoregressiveFlow(nn.Module):
     "A stack of AF blocks with alternating token order: `forward(X) -> (Z, logdet)`, sequential `inverse(Z)`."
-    def __init__(self, d, N, n_blocks=4, width=128, depth=4, head_dim=64, num_classes=0, clip=4.0):
+    def __init__(self, d, N, n_blocks=4, width=128, depth=4, head_dim=64, num_classes=0, clip=4.0,
+                 final_norm=True, class_std=1.0):
         super().__init__()
         self.d, self.N = d, N
         self.blocks = nn.ModuleList(AFBlock(d, N, width, depth, head_dim, reverse=t % 2 == 1,
-                                            num_classes=num_classes, clip=clip) for t in range(n_blocks))
+                                            num_classes=num_classes, clip=clip, final_norm=final_norm,
+                                            class_std=class_std) for t in range(n_blocks))
 
     def _check(self, x, name):
         if x.ndim != 3 or tuple(x.shape[1:]) != (self.N, self.d):

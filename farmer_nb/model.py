@@ -65,10 +65,15 @@ class GaussianFlowConfig(_Sizes):
     num_classes: int = 10              # 0: unconditional
     clip: float = 4.0                  # soft clip of the log-scale a
     label_drop: float = 0.1            # probability of the null label in training
+    final_norm: bool = True            # LayerNorm before each block's output projection
+    class_std: float = 1.0             # init std of the class embeddings
 
     def __post_init__(self):
         self.image_shape = tuple(self.image_shape)
         check_config(self)
+        if not (math.isfinite(self.class_std) and self.class_std >= 0):
+            raise ValueError(f"{type(self).__name__}.class_std: expected a finite number >= 0, "
+                             f"got {self.class_std}")
 
 # %% ../nbs/06_model.ipynb #10e4e02a
 @dataclass
@@ -82,6 +87,7 @@ class FarmerConfig(_Sizes):
     head_dim: int = 64                 # attention head dimension (AF and AR)
     num_classes: int = 10              # 0: unconditional
     clip: float = 4.0                  # soft clip of the AF log-scale
+    final_norm: bool = True            # LayerNorm before each AF block's output projection
     label_drop: float = 0.1            # probability of the null label in training
     ar_width: int = 256                # D_ar
     ar_depth: int = 4                  # AR transformer layers
@@ -200,7 +206,8 @@ class GaussianFlow(DensityModel):
         super().__init__()
         self.cfg = cfg
         self.flow = AutoregressiveFlow(cfg.d, cfg.N, cfg.n_blocks, cfg.width, cfg.depth, cfg.head_dim,
-                                       num_classes=cfg.num_classes, clip=cfg.clip)
+                                       num_classes=cfg.num_classes, clip=cfg.clip,
+                                       final_norm=cfg.final_norm, class_std=cfg.class_std)
 
     def nll(self, y, labels=None, label_drop=0.0, validate=True):
         "Negative log-density of images y (B, C, H, W) in model units, in nats per dimension: (B,)."
@@ -219,7 +226,8 @@ class Farmer(DensityModel):
     def __init__(self, cfg: FarmerConfig):
         super().__init__()
         self.cfg = cfg
-        self.flow = AutoregressiveFlow(cfg.d, cfg.N, cfg.n_blocks, cfg.width, cfg.depth, cfg.head_dim, num_classes=0, clip=cfg.clip)
+        self.flow = AutoregressiveFlow(cfg.d, cfg.N, cfg.n_blocks, cfg.width, cfg.depth, cfg.head_dim,
+                                       num_classes=0, clip=cfg.clip, final_norm=cfg.final_norm)
         self.basis = TokenBasis(cfg.patch, cfg.image_shape[0]) if cfg.basis == 'dct' else None
         self.mixing = ChannelMixing(cfg.d) if cfg.mixing else None
         self.split = ChannelSplit(cfg.d, cfg.d_I, cfg.split)

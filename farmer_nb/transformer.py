@@ -68,12 +68,12 @@ class Block(nn.Module):
 
 # %% ../nbs/01_transformer.ipynb #a17b98c0
 class Transformer(nn.Module):
-    "A stack of `depth` pre-LN layers and a final LayerNorm; (B, T, width) → (B, T, width)."
-    def __init__(self, width, depth, head_dim=64, causal=True, mlp_ratio=4):
+    "A stack of `depth` pre-LN layers and a final LayerNorm (unless `final_norm=False`); (B, T, width) → (B, T, width)."
+    def __init__(self, width, depth, head_dim=64, causal=True, mlp_ratio=4, final_norm=True):
         super().__init__()
         self.width, self.head_dim = width, head_dim
         self.layers = nn.ModuleList(Block(width, head_dim, causal, mlp_ratio) for _ in range(depth))
-        self.norm = nn.LayerNorm(width)
+        self.norm = nn.LayerNorm(width) if final_norm else nn.Identity()
     def forward(self, x, caches=None, temperature=1.0):
         for i, layer in enumerate(self.layers): x = layer(x, None if caches is None else caches[i], temperature)
         return self.norm(x)

@@ -259,3 +259,30 @@ def test_residual_stream_in_autocast_dtype():
         assert blk.embed(x, 0, y).dtype == torch.bfloat16
         z, logdet = flow(x, y)
     assert z.dtype == logdet.dtype == torch.float32
+
+
+# ---------------------------------------------------------------- switches measured against the plain TarFlow choices
+
+def test_without_final_norm_round_trip_and_logdet():
+    "final_norm=False (no LayerNorm before the output projection) keeps an exact inverse and log-det."
+    torch.manual_seed(0)
+    flow = AutoregressiveFlow(3, 4, 3, depth=1, num_classes=2, final_norm=False, **TINY)
+    flow = randomize_(flow.double(), std=0.3, seed=0).eval()
+    assert all(isinstance(b.transformer.norm, torch.nn.Identity) for b in flow.blocks)
+    assert isinstance(AFBlock(3, 4, **TINY).transformer.norm, torch.nn.LayerNorm)            # the default keeps it
+    x, y = torch.randn(1, 4, 3, dtype=torch.float64), torch.tensor([1])
+    z, logdet = flow(x, y)
+    assert ((flow.inverse(z, y) - x).abs().max() / x.abs().max()).item() < 1e-10
+    J = torch.autograd.functional.jacobian(lambda v: flow(v.view(1, 4, 3), y)[0].flatten(), x.flatten())
+    assert abs(logdet.item()) > 0.05
+    assert logdet.item() == pytest.approx(torch.linalg.slogdet(J)[1].item(), abs=1e-8)
+
+
+def test_class_std_scales_the_class_embeddings():
+    "class_std multiplies the N(0, 1) init without drawing other random numbers: the rest of the init is unchanged."
+    torch.manual_seed(3); a = AFBlock(4, 6, num_classes=5, **TINY)
+    torch.manual_seed(3); b = AFBlock(4, 6, num_classes=5, class_std=0.01, **TINY)
+    assert torch.allclose(b.class_emb.weight, 0.01 * a.class_emb.weight)
+    assert torch.equal(a.pos_emb, b.pos_emb) and torch.equal(a.proj_in.weight, b.proj_in.weight)
+    big = AFBlock(4, 6, width=64, head_dim=16, num_classes=200, class_std=0.01)
+    assert big.class_emb.weight.std().item() == pytest.approx(0.01, rel=0.05)

@@ -29,3 +29,41 @@ def test_mfu_variants_smoke(tmp_path):
     rows = json.loads((tmp_path/'summary.json').read_text())
     assert [r['variant'] for r in rows] == ['folded', 'clip-pass', 'fp32-residual']
     assert all(r['status'] == 'ok' and r['batch'] == 8 and r['ms_per_step'] > 0 for r in rows)
+
+
+def _script(name):
+    "Import scripts/<name>.py as a module."
+    import importlib.util
+    sys.path.insert(0, str(ROOT/'scripts'))
+    spec = importlib.util.spec_from_file_location(name, ROOT/'scripts'/f'{name}.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+def test_dim_nll_sums_to_the_nll():
+    "The per-dimension NLL shares of the flow ablation add up to the model's NLL, image by image."
+    import torch
+    from farmer_nb.data import patchify
+    from farmer_nb.flow import randomize_
+    from farmer_nb.model import GaussianFlow, get_config
+    bl = _script('baseline_fmnist')
+    torch.manual_seed(0)
+    m = GaussianFlow(get_config('tarflow-tiny', final_norm=False)).eval()
+    randomize_(m.flow, std=0.2)
+    y, c = torch.rand(5, 1, 8, 8) * 2 - 1, torch.tensor([0, 1, 2, 3, 0])
+    share = bl.dim_nll(m, patchify(y, m.cfg.patch), c)                                     # (B, N, d)
+    assert share.shape == (5, m.cfg.N, m.cfg.d)
+    assert torch.allclose(share.sum((1, 2)) / m.cfg.D, m.nll(y, c).float(), atol=1e-5)
+    assert bl.parse_value('false') is False and bl.parse_value('inf') == float('inf') and bl.parse_value('3') == 3
+
+
+def test_flow_ablation_commands():
+    "Each variant switches exactly its differences: config ones through --set, training ones through --fit."
+    fa = _script('flow_ablation')
+    class A: epochs, lr, set, fit, subset, max_steps = 10, 2e-3, [], [], None, None
+    ref = fa.command('reference', 1, A, 'out')
+    assert ref[ref.index('--set') + 1:ref.index('--fit')] == ['clip=0', 'final_norm=false', 'class_std=0.01']
+    assert ref[ref.index('--fit') + 1:] == ['grad_clip=inf', 'embed_decay=false']
+    assert '--set' not in fa.command('defaults', 0, A, 'out') and '--fit' not in fa.command('defaults', 0, A, 'out')
+    assert fa.command('no-norm', 0, A, 'out')[-2:] == ['--set', 'final_norm=false']
+    assert all(set(v) <= set(fa.CHANGES) for v in fa.VARIANTS.values())

@@ -309,3 +309,20 @@ def test_time_budget_that_is_not_reached_changes_nothing(data):
     a = fit(tiny(), data.images, data.labels, epochs=2, batch_size=16, log_every=1, progress=False)
     b = fit(tiny(), data.images, data.labels, epochs=2, batch_size=16, log_every=1, progress=False, time_budget=3600.0)
     assert [r['loss'] for r in a['log']] == [r['loss'] for r in b['log']] and b['finished']
+
+
+def test_make_optimizer_embed_decay():
+    "embed_decay=False moves positional and class embeddings into the group without weight decay; matrices stay decayed."
+    from farmer_nb.model import GaussianFlow, get_config
+    from farmer_nb.train import make_optimizer, embedding_ids
+    m = GaussianFlow(get_config('tarflow-tiny'))
+    names = {id(p): n for n, p in m.named_parameters()}
+    emb = {names[i] for i in embedding_ids(m)}
+    assert emb == {f'flow.blocks.{t}.{k}' for t in range(2) for k in ('pos_emb', 'class_emb.weight')}
+    for embed_decay in (True, False):
+        decayed, plain = make_optimizer(m, weight_decay=0.03, embed_decay=embed_decay).param_groups
+        assert decayed['weight_decay'] == 0.03 and plain['weight_decay'] == 0.0
+        dec = {names[id(p)] for p in decayed['params']}
+        assert emb <= dec if embed_decay else not emb & dec
+        assert 'flow.blocks.0.proj_in.weight' in dec and 'flow.blocks.0.proj_in.bias' not in dec
+        assert len(decayed['params']) + len(plain['params']) == len(list(m.parameters()))

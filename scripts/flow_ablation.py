@@ -1,0 +1,109 @@
+"""Which of the flow's stabilisers cost likelihood? Switch each to the plain TarFlow choice alone, then together.
+
+    python scripts/flow_ablation.py run --variants all --seeds 0 --epochs 10 --out runs/flow_ablation
+    python scripts/flow_ablation.py report runs/flow_ablation
+
+`run` starts one `baseline_fmnist.py` process per (variant, seed), all at once (they share the GPU; each
+writes OUT/<variant>_s<seed>/results.json and a log), `--parallel` at a time. `report` prints the table of
+test and train bits/dim (mean ± sd over seeds), the bits of zero-valued pixels vs the rest, and writes
+OUT/summary.json. The five differences, ours → plain TarFlow:
+
+    clip        soft clip 4·tanh(a/4) of the log-scale      → none              (config clip=0)
+    norm        LayerNorm before the output projection       → none              (config final_norm=false)
+    gradclip    gradient norm clipped at 1                   → not clipped       (fit grad_clip=inf)
+    classinit   class embeddings initialised N(0, 1)         → N(0, 0.01²)       (config class_std=0.01)
+    embdecay    weight decay on positional/class embeddings → none              (fit embed_decay=false)
+"""
+import argparse, json, os, statistics, subprocess, sys, time
+from pathlib import Path
+
+CHANGES = dict(clip=(['clip=0'], []), norm=(['final_norm=false'], []), gradclip=([], ['grad_clip=inf']),
+               classinit=(['class_std=0.01'], []), embdecay=([], ['embed_decay=false']))
+VARIANTS = {                                     # name: the changes it makes to the defaults
+    'defaults': [], **{f'no-{k}' if k in ('clip', 'norm', 'gradclip', 'embdecay') else k: [k] for k in CHANGES},
+    'reference': list(CHANGES),
+    'reference+clip': ['norm', 'gradclip', 'classinit', 'embdecay'],
+    'reference+gradclip': ['clip', 'norm', 'classinit', 'embdecay'],
+    'reference+clip+gradclip': ['norm', 'classinit', 'embdecay'],
+    'classinit+embdecay': ['classinit', 'embdecay'],
+    'norm+classinit': ['norm', 'classinit'],
+}
+
+def command(variant, seed, args, out):
+    "The baseline_fmnist.py command line of one run."
+    sets = [s for k in VARIANTS[variant] for s in CHANGES[k][0]] + args.set
+    fits = [f for k in VARIANTS[variant] for f in CHANGES[k][1]] + args.fit
+    cmd = [sys.executable, str(Path(__file__).parent / 'baseline_fmnist.py'), '--epochs', str(args.epochs),
+           '--lr', str(args.lr), '--seed', str(seed), '--bench-batches', '--out', str(out)]
+    if sets: cmd += ['--set', *sets]
+    if fits: cmd += ['--fit', *fits]
+    if args.subset: cmd += ['--subset', str(args.subset)]
+    if args.max_steps: cmd += ['--max-steps', str(args.max_steps)]
+    return cmd
+
+def run(args):
+    names = list(VARIANTS) if args.variants == ['all'] else args.variants
+    unknown = set(names) - set(VARIANTS)
+    if unknown: sys.exit(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
+    jobs = [(v, s, Path(args.out) / f'{v}_s{s}') for v in names for s in args.seeds]
+    pending, running, t0 = list(jobs), [], time.time()
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            v, s, out = pending.pop(0)
+            out.mkdir(parents=True, exist_ok=True)
+            log = open(out / 'log.txt', 'w')
+            running.append((out, subprocess.Popen(command(v, s, args, out), stdout=log, stderr=subprocess.STDOUT,
+                                                  env={**os.environ, 'PYTHONUNBUFFERED': '1'})))
+        time.sleep(2)
+        for out, p in [r for r in running if r[1].poll() is not None]:
+            running.remove((out, p))
+            print(f"{time.time() - t0:6.0f} s  {out.name}: exit {p.returncode}", flush=True)
+
+def summarise(out):
+    "One row per variant: mean and sd over its seeds of the measured numbers."
+    runs = {}
+    for f in sorted(Path(out).glob('*_s*/results.json')):
+        r = json.loads(f.read_text())['runs'][-1]
+        runs.setdefault(f.parent.name.rsplit('_s', 1)[0], []).append(r)
+    rows = []
+    for v, rs in runs.items():
+        row = dict(variant=v, changes=VARIANTS.get(v), seeds=len(rs), skipped=sum(r['skipped'] for r in rs),
+                   nonfinite_params=sum(r.get('nonfinite_params', 0) for r in rs))
+        for k in ('test_bpd', 'train_bpd', 'zero_bpd', 'nonzero_bpd', 'train_seconds'):
+            xs = [r[k] for r in rs if k in r]
+            row[k] = statistics.mean(xs) if xs else float('nan')
+            row[k + '_sd'] = statistics.stdev(xs) if len(xs) > 1 else None
+        rows.append(row)
+    return sorted(rows, key=lambda r: r['test_bpd'])
+
+def report(args):
+    rows = summarise(args.out)
+    fmt = lambda r, k: f"{r[k]:.3f}" + (f" ± {r[k + '_sd']:.3f}" if r[k + '_sd'] is not None else '')
+    print('| variant | seeds | test bpd | train bpd | zero pixels | other pixels | skipped |')
+    print('|---|---|---|---|---|---|---|')
+    for r in rows:
+        print(f"| {r['variant']} | {r['seeds']} | {fmt(r, 'test_bpd')} | {fmt(r, 'train_bpd')} | "
+              f"{r['zero_bpd']:.3f} | {r['nonzero_bpd']:.3f} | {r['skipped']} |")
+    (Path(args.out) / 'summary.json').write_text(json.dumps(rows, indent=1))
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest='cmd', required=True)
+    r = sub.add_parser('run', help='train the variants side by side')
+    r.add_argument('--variants', nargs='+', default=['all'], help=f"'all' or some of: {', '.join(VARIANTS)}")
+    r.add_argument('--seeds', type=int, nargs='+', default=[0])
+    r.add_argument('--epochs', type=int, default=10)
+    r.add_argument('--lr', type=float, default=2e-3)
+    r.add_argument('--parallel', type=int, default=16, help='runs at once')
+    r.add_argument('--set', nargs='*', default=[], help='config overrides for every run')
+    r.add_argument('--fit', nargs='*', default=[], help='fit() overrides for every run')
+    r.add_argument('--subset', type=int, default=None, help='smoke tests: first n images')
+    r.add_argument('--max-steps', type=int, default=None, help='smoke tests: stop after n steps')
+    r.add_argument('--out', default='runs/flow_ablation')
+    p = sub.add_parser('report', help='tabulate finished runs')
+    p.add_argument('out')
+    args = ap.parse_args()
+    run(args) if args.cmd == 'run' else report(args)
+
+if __name__ == '__main__':
+    main()
