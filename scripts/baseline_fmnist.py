@@ -1,4 +1,4 @@
-"""Train and measure the Gaussian-prior flow baseline on Fashion-MNIST (issue #2's measurement).
+"""Train and measure the Gaussian-prior flow baseline on Fashion-MNIST (the baseline table of 06_model).
 
     python scripts/baseline_fmnist.py --epochs 10 40 --out runs/baseline_fmnist
 
