@@ -24,7 +24,7 @@ def student_block_inverse(blk, z, y=None):
     zp = permute_tokens(z, blk.reverse)                                       # (B, N, d), block order
     h = blk.transformer(blk.embed(zp, 0, _labels(blk, y, z.shape[0], z.device)))
     a, mu = map(_shift_right, blk.params(h))                                 # (B, N, d), fp32
-    with torch.autocast(z.device.type, enabled=False):                       # fp32 affine, ANCHORS §5.2
+    with torch.autocast(z.device.type, enabled=False):                       # fp32 affine
         x = upcast(zp) * torch.exp(a) + mu
     return permute_tokens(x, blk.reverse)
 

@@ -73,7 +73,7 @@ def block_forward(blk, x, y=None):
     xp = permute_tokens(x, blk.reverse)                                   # (B, N, d), block order
     h = blk.transformer(blk.embed(xp, 0, _labels(blk, y, x.shape[0], x.device)))
     a, mu = map(_shift_right, blk.params(h))                             # token i uses output i−1
-    with torch.autocast(x.device.type, enabled=False):                   # fp32: affine + log-det, ANCHORS §5.2
+    with torch.autocast(x.device.type, enabled=False):                   # fp32: affine + log-det
         z = (upcast(xp) - mu) * torch.exp(-a)                            # sigma = exp(−a)
         logdet = -a.sum(dim=(1, 2))                                      # sum_i sum_j log sigma
     return permute_tokens(z, blk.reverse), logdet
@@ -85,7 +85,7 @@ AFBlock.forward = block_forward
 def block_inverse(blk, z, y=None):
     "Z^t (B, N, d) → Z^{t−1} (B, N, d): the sequential inverse of one AF block, with a KV cache."
     B, N, _ = z.shape
-    with torch.autocast(z.device.type, enabled=False):                   # fp32 throughout, ANCHORS §5.2
+    with torch.autocast(z.device.type, enabled=False):                   # fp32 throughout
         zp = upcast(permute_tokens(z, blk.reverse))                      # (B, N, d), block order
         x = zp.clone()                                                   # token 0 passes through
         caches = blk.transformer.make_caches(B, N, z.device, upcast(blk.pos_emb).dtype)

@@ -25,7 +25,7 @@ class GMM:
 
     def log_prob(self, z):
         "log p(z) for z (..., d) broadcastable against the batch shape; returns (...), fp32."
-        up = lambda t: t.to(torch.promote_types(t.dtype, torch.float32))          # fp32: ANCHORS §5.2
+        up = lambda t: t.to(torch.promote_types(t.dtype, torch.float32))          # fp32 at least
         mu, log_sigma = up(self.mu), up(self.log_sigma)
         u = (up(z)[..., None, :] - mu) * torch.exp(-log_sigma)                     # (..., K, d)
         comp = -0.5 * u.pow(2).sum(-1) - log_sigma.sum(-1) - 0.5 * self.d * math.log(2 * math.pi)   # (..., K)

@@ -22,12 +22,15 @@ def execute(nb_path):
     ok, _ = t.test_nb(str(nb_path), skip_flags=list(SKIP), basepath=str(ROOT), save=True)
     return ok
 
-def clean(src, dst, title_from_h1=True):
+LINKS = {'chapter': ('](../tutorials/', '](tutorials/'), 'tutorial': ('](../nbs/', '](../')}   # repository paths → site paths
+
+def clean(src, dst, title_from_h1=True, kind=None):
     "Drop hidden/export cells and directive lines so a generic renderer shows what a reader should see."
     nb = nbformat.read(src, as_version=4)
     keep = []
     for c in nb.cells:
         text = c.source
+        if c.cell_type == 'markdown' and kind in LINKS: c.source = text = text.replace(*LINKS[kind])
         if c.cell_type == 'code':
             flags = re.findall(r'^#\|\s*(.+)$', text, re.M)
             if any(f.strip().startswith(('hide', 'default_exp')) or 'nbdev_export' in text for f in flags) or 'nbdev.nbdev_export()' in text:
@@ -48,6 +51,7 @@ author = "farmer_nb contributors"
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.mathjax", "sphinx-mathjax-offline"]
 nb_execution_mode = "off"                    # notebooks arrive executed; Sphinx only renders
 myst_enable_extensions = ["dollarmath", "amsmath"]
+myst_heading_anchors = 3                     # [text](13_silent.ipynb#a-section) links resolve to the heading
 html_theme = "furo"
 html_title = "farmer_nb"
 exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints"]
@@ -75,10 +79,9 @@ def main():
         if not args.no_execute:
             print(f"executing {p.name}", flush=True)
             if not execute(raw/p.name): sys.exit(f"docs: {p.name} failed to execute")
-        clean(raw/p.name, build/'src'/p.name)
-    for p in tutorials: clean(p, build/'src'/'tutorials'/p.name)
-    home = build/'src'/'index.ipynb'                                      # links written for the repository's layout
-    home.write_text(home.read_text().replace('](../tutorials/', '](tutorials/'))
+        clean(raw/p.name, build/'src'/p.name, kind='chapter')
+    for p in tutorials: clean(p, build/'src'/'tutorials'/p.name, kind='tutorial')
+    home = build/'src'/'index.ipynb'
     names = [p.stem for p in chapters if p.stem != 'index']
     (build/'src'/'conf.py').write_text(CONF); (build/'src'/'favicon.svg').write_text(FAVICON)
     mods = sorted(p.stem for p in (ROOT/'farmer_nb').glob('*.py') if not p.stem.startswith('_'))

@@ -115,7 +115,7 @@ def test_T_s_scales_the_logits(multinomial_calls, T_s):
 
 @pytest.mark.parametrize('w', [0.0, 1.0, 2.5])
 def test_weights_are_w_for_pc_and_w_plus_1_for_pu(multinomial_calls, w):
-    "log p_j − w·Δ_j over the p_c candidates and log p_j − (w+1)·Δ_j over the p_u candidates are one constant (A11)."
+    "log p_j − w·Δ_j over the p_c candidates and log p_j − (w+1)·Δ_j over the p_u candidates are one constant."
     g_c, g_u = random_mix((2,), K=2, d=1, seed=5), random_mix((2,), K=2, d=1, seed=6)
     cand, _ = algorithm1(g_c, g_u, w, 3, 3, 1.0, 1.0, 1.0, 1.0, 1.0, None, seed=1)
     Resampling(w, 3, 3)(g_c, g_u, generator=torch.Generator().manual_seed(1))
@@ -172,7 +172,7 @@ def test_plain_sampling_is_far_from_target():
 
 @pytest.mark.parametrize('s,bound', [(5, 0.07), (50, 0.02)])
 def test_resampling_tv_bound(s, bound):
-    "Resampling with s_c = s_u = s is within TV `bound` of p' (SPEC §8.2: 0.052 for 5+5, 0.012 for 50+50)."
+    "Resampling with s_c = s_u = s is within TV `bound` of p'."
     assert tv('resampling', s_c=s, s_u=s) < bound
 
 
@@ -191,7 +191,7 @@ def test_w0_targets_pc():
 
 
 def test_pu_candidates_alone_target_p_prime():
-    "With only p_u candidates (s_c = 0) the (w+1)·Δ weights target p', not the appendix-weight target p_c^w p_u^{1−w} (A11)."
+    "With only p_u candidates (s_c = 0) the (w+1)·Δ weights target p', not the appendix-weight target p_c^w p_u^{1−w}."
     right = tv('resampling', s_c=0, s_u=50)
     wrong = tv('resampling', s_c=0, s_u=50, target_w=W - 1)
     assert right < 0.03 and wrong > 0.1, (right, wrong)
