@@ -38,19 +38,20 @@ def _excerpt(name, lineno, before=6, after=2):
     return '\n'.join(f"  {'>' if i == lineno else ' '}{i:4d} | {lines[i - 1].rstrip()}" for i in range(lo, hi + 1))
 
 
-def report(exc, what='your code raised'):
+def report(exc, what='your code raised', callee=None):
     "The exception, then every frame of it in the student's cells: cell, line inside the cell, and source."
     tb = traceback.extract_tb(exc.__traceback__)
     frames = [f for f in tb if f.filename in _CELLS]
     msg = str(exc).strip()
+    if not frames and callee: what = f"calling {callee} raised"    # the call itself failed
     parts = [f"{what} {type(exc).__name__}" + (f": {msg}" if msg else '')]
     key = (type(exc).__name__, msg, tuple((f.filename, f.lineno) for f in frames))
-    if frames and key in _SHOWN:                                 # the same error again: one line
-        f = frames[-1]
-        return parts[0] + f"\n  in {f.filename.strip('<>')}, line {f.lineno} (shown in full above)"
+    if key in _SHOWN:                                            # the same error again: one line
+        where = f"in {frames[-1].filename.strip('<>')}, line {frames[-1].lineno}, " if frames else ''
+        return parts[0] + f"\n  ({where}shown in full above)"
     _SHOWN.add(key)
     if not frames:
-        parts.append("  (before your function's first line: check its name and arguments)")
+        parts.append("  (before its first line: keep the name and the arguments the starter gives the function)")
     for f in frames:
         parts.append(f"  in {f.filename.strip('<>')}, line {f.lineno}, in {f.name}:\n{_excerpt(f.filename, f.lineno)}")
     if frames and tb[-1].filename not in _CELLS:
@@ -64,7 +65,7 @@ def _guard(fn):
     @functools.wraps(fn)
     def call(*args, **kw):
         try: return fn(*args, **kw)
-        except Exception as e: raise StudentError(report(e), e) from None
+        except Exception as e: raise StudentError(report(e, callee=fn.__name__), e) from None
     return call
 
 
