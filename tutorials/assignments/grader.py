@@ -7,7 +7,7 @@ import pytest
 import torch
 
 HERE = Path(__file__).resolve().parent
-_CELLS = {}                                                     # '<cell k of name.ipynb>' → the cell's lines
+_CELLS = {}                                                     # '<cell k of NOTEBOOK>' → the cell's lines
 _SHOWN = set()                                                  # errors already shown in full in this session
 
 
