@@ -267,5 +267,11 @@ def train_flops(model, batch_size):
     att = lambda mod, T: sum(4 * T * T * m.proj.in_features for m in mod.modules() if isinstance(m, Attention))
     cfg = model.cfg
     fwd = lin(model.flow, cfg.N) + att(model.flow, cfg.N)
-    if hasattr(model, 'prior'): fwd += lin(model.prior, cfg.M + cfg.N) + att(model.prior, cfg.M + cfg.N)
+    prior = getattr(model, 'prior', None)
+    if prior is not None:                                        # each part at the positions it reads
+        T = cfg.M + cfg.N                                        # class prefix + informative tokens
+        fwd += lin(prior.transformer, T) + att(prior.transformer, T)
+        fwd += lin(prior.embed, cfg.N) + lin(prior.head_I, cfg.N)
+        if prior.head_R is not None: fwd += lin(prior.head_R, 1)    # G_{N+1}: one position
+    if getattr(model, 'coupling', None) is not None: fwd += lin(model.coupling, cfg.N)
     return 3 * batch_size * fwd
