@@ -1,4 +1,4 @@
-"""Train and measure the Gaussian-prior flow baseline on Fashion-MNIST (the baseline table of 06_model).
+"""Train and measure the Gaussian-prior flow baseline on Fashion-MNIST (the baseline table of tutorials/results/results_model.ipynb).
 
     python scripts/baseline_fmnist.py --epochs 10 40 --out runs/baseline_fmnist
     python scripts/baseline_fmnist.py --epochs 10 --set clip=0 --fit grad_clip=inf --bench-batches

@@ -1,8 +1,8 @@
 """Build the documentation site offline: python scripts/docs.py [--out _site] [--no-execute]
 
-1. Copies every notebook of nbs/ and tutorials/ into a build folder. Library notebooks are committed without
-   outputs, so they are executed there with nbdev's runner (cells flagged slow / cuda / notest are skipped);
-   tutorials keep the outputs they were committed with.
+1. Copies every notebook of nbs/, tutorials/ and tutorials/results/ into a build folder. Library notebooks are
+   committed without outputs, so they are executed there with nbdev's runner (cells flagged slow / cuda / notest are
+   skipped); tutorials and the results notebooks keep the outputs they were committed with.
 2. Turns them into plain notebooks for Sphinx: hidden cells, nbdev directives and export cells removed.
 3. Renders them with Sphinx + MyST-NB (no execution at render time) and the Furo theme, MathJax served from
    the site itself (sphinx-mathjax-offline), plus API pages from the library's docstrings, and Sphinx's search.
@@ -22,7 +22,8 @@ def execute(nb_path):
     ok, _ = t.test_nb(str(nb_path), skip_flags=list(SKIP), basepath=str(ROOT), save=True)
     return ok
 
-LINKS = {'chapter': ('](../tutorials/', '](tutorials/'), 'tutorial': ('](../nbs/', '](../')}   # repository paths → site paths
+LINKS = {'chapter': [('](../tutorials/', '](tutorials/')], 'tutorial': [('](../nbs/', '](../')],    # repository paths → site paths
+         'result': [('](../../results/', '](../../../results/'), ('](../../nbs/', '](../../')]}      # tutorials/results/*.ipynb
 
 def clean(src, dst, title_from_h1=True, kind=None):
     "Drop hidden/export cells and directive lines so a generic renderer shows what a reader should see."
@@ -30,7 +31,8 @@ def clean(src, dst, title_from_h1=True, kind=None):
     keep = []
     for c in nb.cells:
         text = c.source
-        if c.cell_type == 'markdown' and kind in LINKS: c.source = text = text.replace(*LINKS[kind])
+        if c.cell_type == 'markdown' and kind in LINKS:
+            for old, new in LINKS[kind]: c.source = text = text.replace(old, new)
         if c.cell_type == 'code':
             flags = re.findall(r'^#\|\s*(.+)$', text, re.M)
             if any(f.strip().startswith(('hide', 'default_exp')) or 'nbdev_export' in text for f in flags) or 'nbdev.nbdev_export()' in text:
@@ -69,10 +71,11 @@ def main():
     ap.add_argument('--no-execute', action='store_true', help='render library notebooks without running them (no outputs)')
     args = ap.parse_args()
     build, out = Path(args.build), Path(args.out)
-    shutil.rmtree(build, ignore_errors=True); (build/'src'/'tutorials').mkdir(parents=True)
+    shutil.rmtree(build, ignore_errors=True); (build/'src'/'tutorials'/'results').mkdir(parents=True)
     raw = build/'raw'; raw.mkdir()
     chapters = sorted(p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith('_'))
     tutorials = sorted(p for p in (ROOT/'tutorials').glob('*.ipynb') if not p.name.startswith('_'))
+    results = sorted(p for p in (ROOT/'tutorials'/'results').glob('*.ipynb') if not p.name.startswith('_'))   # measurements
     if (ROOT/'results').exists(): shutil.copytree(ROOT/'results', build/'results')     # figures and numbers linked as ../results/...
     for p in chapters:
         shutil.copy(p, raw/p.name)
@@ -81,6 +84,7 @@ def main():
             if not execute(raw/p.name): sys.exit(f"docs: {p.name} failed to execute")
         clean(raw/p.name, build/'src'/p.name, kind='chapter')
     for p in tutorials: clean(p, build/'src'/'tutorials'/p.name, kind='tutorial')
+    for p in results: clean(p, build/'src'/'tutorials'/'results'/p.name, kind='result')
     home = build/'src'/'index.ipynb'
     names = [p.stem for p in chapters if p.stem != 'index']
     (build/'src'/'conf.py').write_text(CONF); (build/'src'/'favicon.svg').write_text(FAVICON)
@@ -90,6 +94,7 @@ def main():
     toc = lambda caption, entries: f"```{{toctree}}\n:caption: {caption}\n:maxdepth: 1\n\n" + '\n'.join(entries) + "\n```\n"
     nb = nbformat.read(home, as_version=4)
     nb.cells.append(nbformat.v4.new_markdown_cell(toc('Chapters', names) + '\n' + toc('Tutorials', [f'tutorials/{p.stem}' for p in tutorials])
+                                                  + '\n' + toc('Results', [f'tutorials/results/{p.stem}' for p in results])
                                                   + '\n' + toc('Reference', ['api'])))
     nbformat.write(nb, home)
     env = {**os.environ, 'PYTHONPATH': str(ROOT)}

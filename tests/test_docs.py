@@ -51,7 +51,8 @@ def test_every_page_loads_cleanly(site, browser):
     "Every chapter, tutorial and the API page: no console errors, no failed requests, every image decoded, nothing from the network."
     root, base = site
     pages = sorted(p.relative_to(root).as_posix() for p in root.rglob('*.html') if not p.name.startswith(('genindex', 'search', 'py-modindex')))
-    assert {'index.html', '02_flow.html', '06_model.html', 'api.html', 'tutorials/bits_per_dim_baselines.html'} <= set(pages)
+    assert {'index.html', '02_flow.html', '06_model.html', 'api.html', 'tutorials/bits_per_dim_baselines.html',
+            'tutorials/results/results_model.html'} <= set(pages)
     for rel in pages:
         page, console, errors, failed = _open(browser, f'{base}/{rel}')
         assert not console and not errors and not failed, (rel, console, errors, failed)
