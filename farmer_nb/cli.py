@@ -252,10 +252,10 @@ def _sampling_bar(model, calls: int = 1, desc: str = 'sampling'):
     count its sequential steps, the transformer passes of the AR prior and of each flow block."""
     from tqdm.auto import tqdm
     N, blocks = model.cfg.N, list(model.flow.blocks)
-    nets = [b.transformer for b in blocks]
-    if hasattr(model, 'prior'):
-        nets.append(model.prior.transformer)
-    per_call = len(blocks) * (N - 1) + (N + 1 if hasattr(model, 'prior') else 0)
+    prior = getattr(model, 'prior', None)
+    nets = [getattr(m, 'transformer', None) for m in [*blocks, prior] if m is not None]
+    nets = [net for net in nets if net is not None]      # a sampler of another make: no bar
+    per_call = len(blocks) * (N - 1) + (N + 1 if prior is not None else 0)
     bar = tqdm(total=calls * per_call, desc=desc, unit='step', disable=not _watched())
 
     def tick(*_):
