@@ -8,61 +8,72 @@ Docs: https://farmer-nb.github.io/farmer_nb/cli.html.md"""
 __all__ = ['PRESET_LR', 'cmd_train', 'cmd_sample', 'cmd_eval', 'cmd_distill', 'bench_train', 'cmd_bench', 'make_parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #1ac127d0
-import argparse, json, math, os, sys, time
+import argparse, contextlib, json, math, os, sys, time
 from pathlib import Path
 import torch
 
 # %% ../nbs/12_cli.ipynb #4d6ff15f
-def _data(args):
-    "(train, test): `--dataset`, or the images of `--images DIR` split 90 / 10 by a fixed permutation."
+def _data(args: argparse.Namespace) -> tuple:
+    "(train, test): `--dataset`, or `--images DIR` split 90/10 by a fixed permutation."
     from types import SimpleNamespace
     from farmer_nb.data import FashionMNIST, ImageFolder, Emoji64
     if not getattr(args, 'images', None):
         datasets = {'fashion_mnist': FashionMNIST, 'emoji64': Emoji64}
         dataset = datasets[getattr(args, 'dataset', 'fashion_mnist')]
         return dataset('train', args.data), dataset('test', args.data)
-    try: ds = ImageFolder(args.images, size=args.size, channels=args.channels)
+    try:
+        ds = ImageFolder(args.images, size=args.size, channels=args.channels)
     except (ValueError, FileNotFoundError) as e:
         raise type(e)(f"--images: {str(e).removeprefix('root: ')}") from None
-    perm, n_test = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0)), max(1, len(ds) // 10)
-    part = lambda idx: SimpleNamespace(images=ds.images[idx], labels=ds.labels[idx], classes=ds.classes)
+    perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))
+    n_test = max(1, len(ds) // 10)
+
+    def part(idx):
+        return SimpleNamespace(images=ds.images[idx], labels=ds.labels[idx], classes=ds.classes)
     return part(perm[n_test:]), part(perm[:n_test])
 
-def _distributed(device):
+def _distributed(device: str) -> tuple[torch.device, int]:
     "Initialise torch.distributed when launched by torchrun; returns (device, rank)."
     if int(os.environ.get('WORLD_SIZE', 1)) > 1:
         import torch.distributed as dist
         dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
         if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ['LOCAL_RANK'])); device = f"cuda:{os.environ['LOCAL_RANK']}"
+            torch.cuda.set_device(int(os.environ['LOCAL_RANK']))
+            device = f"cuda:{os.environ['LOCAL_RANK']}"
     return torch.device(device), int(os.environ.get('RANK', 0))
 
 # %% ../nbs/12_cli.ipynb #74122678
-def _opt(name):
+def _opt(name: str) -> str:
     "The command-line spelling of an argparse destination: 'T_pi_v' → '--T-pi-v'."
     return '--' + name.replace('_', '-')
 
-def _range_text(v, lo, hi, above, below):
+def _num(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+def _range_text(v: float, lo: float, hi: float | None, above: bool, below: bool) -> str:
     "'an integer >= 1', 'a number in (0, 1]', ... for the error messages."
     kind = 'an integer' if isinstance(v, int) else 'a finite number' if hi is None else 'a number'
-    num = lambda x: str(x) if isinstance(x, int) else f"{x:g}"
-    if hi is None: return f"{kind} {'>' if above else '>='} {num(lo)}"
-    return f"{kind} in {'(' if above else '['}{num(lo)}, {num(hi)}{')' if below else ']'}"
+    if hi is None:
+        return f"{kind} {'>' if above else '>='} {_num(lo)}"
+    return f"{kind} in {'(' if above else '['}{_num(lo)}, {_num(hi)}{')' if below else ']'}"
 
-def _in_range(args, name, lo, hi=None, above=False, below=False):
+def _in_range(args: argparse.Namespace, name: str, lo: float, hi: float | None = None,
+              above: bool = False, below: bool = False) -> None:
     "Refuse an option (if given) outside the range or not finite, naming it and the range."
     v = getattr(args, name, None)
-    if v is None: return
+    if v is None:
+        return
     low_ok = v > lo if above else v >= lo
     high_ok = hi is None or (v < hi if below else v <= hi)
     if not (math.isfinite(v) and low_ok and high_ok):
         raise ValueError(f"{_opt(name)}: expected {_range_text(v, lo, hi, above, below)}, got {v}")
 
-def _positive(args, *names):
+def _positive(args: argparse.Namespace, *names: str) -> None:
     "Refuse options that must be finite and positive, naming the option."
-    for n in names: _in_range(args, n, 0, above=True)
+    for n in names:
+        _in_range(args, n, 0, above=True)
 
-def _exclusive(args, *names):
+def _exclusive(args: argparse.Namespace, *names: str) -> None:
     "Refuse more than one of the options `names` (each would decide the same thing)."
     given = [_opt(n) for n in names if getattr(args, n, None) is not None]
     if len(given) > 1:
@@ -70,9 +81,10 @@ def _exclusive(args, *names):
 
 _DEVICES = 'cpu, cuda, cuda:N or mps'
 
-def _check_device(name):
+def _check_device(name: str) -> torch.device:
     "The torch.device of --device, refused with one line if it is malformed or absent here."
-    try: dev = torch.device(name)
+    try:
+        dev = torch.device(name)
     except (RuntimeError, TypeError):
         raise ValueError(f"--device: expected {_DEVICES}, got {name!r}") from None
     if dev.type not in ('cpu', 'cuda', 'mps'):
@@ -88,32 +100,53 @@ def _check_device(name):
         raise ValueError("--device: mps is not available here; use --device cpu")
     return dev
 
-def _output_file(path, option, suffixes):
+def _output_file(path: str, option: str, suffixes: tuple[str, ...]) -> Path:
     "`path` as a Path: a file name ending in one of `suffixes`, in a folder that is or can be made."
     p = Path(path)
     if p.suffix.lower() not in suffixes:
         raise ValueError(f"{option}: expected a file name ending in {' or '.join(suffixes)}, got "
                          f"{path!r}")
-    if p.is_dir(): raise ValueError(f"{option}: {path} is a folder; give a file name")
+    if p.is_dir():
+        raise ValueError(f"{option}: {path} is a folder; give a file name")
     _output_dir(p.parent, option)
     return p
 
-def _output_dir(path, option='--out'):
+def _output_dir(path: str | Path, option: str = '--out') -> Path:
     "Make the output folder of a run, or refuse with one line naming the option."
-    try: Path(path).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ValueError(f"{option}: cannot create the folder {path} ({e.strerror})") from None
-    if not os.access(path, os.W_OK): raise ValueError(f"{option}: cannot write into {path}")
+    if not os.access(path, os.W_OK):
+        raise ValueError(f"{option}: cannot write into {path}")
     return Path(path)
 
-def _load_model(path, device, option='--model'):
-    "`load_model` in eval mode, its errors as one line naming the option."
-    from farmer_nb.model import load_model
-    if not Path(path).is_file(): raise FileNotFoundError(f"{option}: no such file: {path}")
-    try: return load_model(path, device).eval()
-    except ValueError as e: raise ValueError(f"{option}: {e}") from None
+def _model_file(name: str, option: str = '--model') -> Path:
+    "The weights file of a shipped name, a folder or a .safetensors file; errors name the option."
+    from farmer_nb.model import find_pretrained
+    try:
+        return find_pretrained(name)[0]
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        raise type(e)(f"{option}: {e}") from None
 
-def _check_data(model, ds, args):
+def _load_model(name: str, device: str | torch.device, option: str = '--model'):
+    "`DensityModel.from_pretrained`: a shipped name, a folder or a file; errors name the option."
+    from farmer_nb.model import DensityModel
+    try:
+        return DensityModel.from_pretrained(name, device).eval()
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        raise type(e)(f"{option}: {e}") from None
+
+def _student_file(path: str, option: str) -> Path:
+    "A student file of `farmer distill`, or the folder that holds its student.safetensors."
+    p = Path(path)
+    if p.is_dir():
+        p = p/'student.safetensors'
+    if not p.is_file():
+        raise FileNotFoundError(f"{option}: no such file: {p}")
+    return p
+
+def _check_data(model, ds, args: argparse.Namespace) -> None:
     "Refuse images whose shape or classes the model cannot take, naming the option that chose them."
     src = '--images' if getattr(args, 'images', None) else '--dataset'
     shape, want = tuple(ds.images.shape[1:]), tuple(model.cfg.image_shape)
@@ -127,7 +160,7 @@ def _check_data(model, ds, args):
 _BOOLS = {'1': True, 'true': True, 'yes': True, 'on': True,
           '0': False, 'false': False, 'no': False, 'off': False}
 
-def _parse_field(k, t, v):
+def _parse_field(k: str, t: type, v: str):
     "One `--set` value of type t (bool, int, float, str or int tuple), refused naming the field."
     if t is bool:
         if v.lower() not in _BOOLS:
@@ -135,20 +168,23 @@ def _parse_field(k, t, v):
                              f"{v!r}")
         return _BOOLS[v.lower()]
     what = 'comma-separated ints' if t is tuple else t.__name__
-    try: x = tuple(int(s) for s in v.split(',')) if t is tuple else t(v)
-    except ValueError: raise ValueError(f"--set {k}: expected {what}, got {v!r}") from None
+    try:
+        x = tuple(int(s) for s in v.split(',')) if t is tuple else t(v)
+    except ValueError:
+        raise ValueError(f"--set {k}: expected {what}, got {v!r}") from None
     if t is float and not math.isfinite(x):
         raise ValueError(f"--set {k}: expected a finite number, got {v!r}")
     return x
 
-def _overrides(preset, pairs):
+def _overrides(preset: str, pairs: list[str]) -> dict:
     "Parse `field=value` overrides with the types of the preset's config fields."
     import dataclasses
     from farmer_nb.model import get_config
     base, out = get_config(preset), {}
     names = [f.name for f in dataclasses.fields(base)]
     for pair in pairs:
-        if '=' not in pair: raise ValueError(f"--set: expected field=value, got {pair!r}")
+        if '=' not in pair:
+            raise ValueError(f"--set: expected field=value, got {pair!r}")
         k, v = pair.split('=', 1)
         if k not in names:
             raise ValueError(f"--set: {type(base).__name__} has no field {k!r} (fields: "
@@ -156,13 +192,15 @@ def _overrides(preset, pairs):
         out[k] = _parse_field(k, type(getattr(base, k)), v)
     return out
 
-PRESET_LR = {'fmnist-base': 3e-4}          # measured: at 2e-3 its loss climbs back during the warm-up (09_train, results)
+# measured: at 2e-3 its loss climbs back during the warm-up (09_train, results)
+PRESET_LR = {'fmnist-base': 3e-4}
 
-def _checkpoint_meta(path):
+def _checkpoint_meta(path: Path) -> dict:
     "A training checkpoint's metadata, read without its tensors; refused naming --resume."
     from safetensors import safe_open
     try:
-        with safe_open(str(path), framework='pt') as f: meta = f.metadata() or {}
+        with safe_open(str(path), framework='pt') as f:
+            meta = f.metadata() or {}
     except Exception as e:
         raise ValueError(f"--resume: {path} is not a readable training checkpoint ({e})") from None
     if meta.get('format') != 'farmer_nb.train/1':
@@ -170,46 +208,97 @@ def _checkpoint_meta(path):
                          f"{meta.get('format')!r})")
     return meta
 
-def _planned_steps(checkpoint):
-    "The total steps a time-budgeted run planned when it started (so that --resume keeps its schedule), or None."
-    if not Path(checkpoint).exists(): return None
+def _planned_steps(checkpoint: Path) -> int | None:
+    "The steps a time-budgeted run planned when it started (--resume keeps its schedule), or None."
+    if not Path(checkpoint).exists():
+        return None
     return json.loads(_checkpoint_meta(checkpoint)['loop'])['settings']['total']
 
-def _steps_that_fit(model, x, y, batch_size, seconds, warmup=2, timed=5):
-    "Steps of this model that fit in `seconds`: the median of `timed` single steps after `warmup`, on a throwaway optimizer (weights restored)."
+def _steps_that_fit(model, x, y, batch_size: int, seconds: float, warmup: int = 2,
+                    timed: int = 5) -> tuple[int, float]:
+    """Steps of this model that fit in `seconds`: the median of `timed` single steps after `warmup`,
+    on a throwaway optimizer (the weights are restored)."""
     from farmer_nb.train import train_step, make_optimizer
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    opt, xb, yb = make_optimizer(model), x[:batch_size].to(model.device), y[:batch_size].to(model.device)
-    for _ in range(warmup): train_step(model, opt, xb, yb)                      # allocator, kernel selection, clocks
+    opt = make_optimizer(model)
+    xb, yb = x[:batch_size].to(model.device), y[:batch_size].to(model.device)
+    for _ in range(warmup):                              # allocator, kernel selection, clocks
+        train_step(model, opt, xb, yb)
     times = []
-    for _ in range(timed):                                                        # each step syncs with the host
-        t0 = time.perf_counter(); train_step(model, opt, xb, yb); times.append(time.perf_counter() - t0)
-    per_step = torch.tensor(sorted(times)[timed // 2])                            # the median: robust to one slow step
-    if torch.distributed.is_initialized():                                        # every process must plan the same steps
-        per_step = per_step.to(model.device); torch.distributed.all_reduce(per_step, torch.distributed.ReduceOp.MAX)
+    for _ in range(timed):                               # each step syncs with the host
+        t0 = time.perf_counter()
+        train_step(model, opt, xb, yb)
+        times.append(time.perf_counter() - t0)
+    per_step = torch.tensor(sorted(times)[timed // 2])   # the median: robust to one slow step
+    if torch.distributed.is_initialized():               # every process must plan the same steps
+        per_step = per_step.to(model.device)
+        torch.distributed.all_reduce(per_step, torch.distributed.ReduceOp.MAX)
     model.load_state_dict(state)
     return max(10, int(seconds / per_step.item())), per_step.item()
 
 # %% ../nbs/12_cli.ipynb #a64fce3b
-def _watched():
+def _watched() -> bool:
     "Whether to draw progress bars: in a terminal or a notebook, not in a log file or a pipe."
     return sys.stderr.isatty() or 'ipykernel' in sys.modules
 
-def _warn(args, what, e):
+def _warn(args: argparse.Namespace, what: str, e: Exception) -> None:
     "One warning line on stderr for a step after training that failed without costing anything."
     line = f"farmer {args.command}: warning: {what} failed ({type(e).__name__}: {_one_line(e)})"
     print(line, file=sys.stderr, flush=True)
 
-def cmd_train(args):
-    from farmer_nb.model import build_model, get_config, save_model, load_model
-    from farmer_nb.train import fit
-    from farmer_nb.metrics import evaluate_bpd
-    from farmer_nb.viz import save_image_grid
+@contextlib.contextmanager
+def _sampling_bar(model, calls: int = 1, desc: str = 'sampling'):
+    """A progress bar over `calls` calls of `model.sample`, drawn where `_watched`: forward hooks
+    count its sequential steps, the transformer passes of the AR prior and of each flow block."""
+    from tqdm.auto import tqdm
+    N, blocks = model.cfg.N, list(model.flow.blocks)
+    prior = getattr(model, 'prior', None)
+    nets = [getattr(m, 'transformer', None) for m in [*blocks, prior] if m is not None]
+    nets = [net for net in nets if net is not None]      # a sampler of another make: no bar
+    per_call = len(blocks) * (N - 1) + (N + 1 if prior is not None else 0)
+    bar = tqdm(total=calls * per_call, desc=desc, unit='step', disable=not _watched())
+
+    def tick(*_):
+        if bar.n < bar.total:                  # redrawn samples take extra steps
+            bar.update()
+    hooks = [net.register_forward_hook(tick) for net in nets]
+    try:
+        yield bar
+    finally:
+        for h in hooks:
+            h.remove()
+        bar.close()
+
+def _train_length(args, model, train, bs: int, ckpt: Path, device, say) -> tuple:
+    "(epochs, max_steps, time budget in s): `--steps`, `--minutes` (CPU default) or `--epochs`."
+    spe = len(train.images) // bs
+    if args.steps is not None:
+        say(f"{args.steps} steps of batch {bs}")
+        return math.ceil(args.steps / spe), args.steps, None
+    if args.epochs is None and (device.type == 'cpu' or args.minutes is not None):
+        minutes = args.minutes or 2.0
+        budget = 60 * minutes                              # a deadline: fit follows the clock
+        planned = _planned_steps(ckpt) if args.resume else None
+        if planned:
+            max_steps = planned
+            plan = f"resuming the {max_steps} steps planned"
+        else:
+            max_steps, per_step = _steps_that_fit(model, train.images, train.labels, bs, budget)
+            plan = f"{per_step:.3f} s/step: {max_steps} steps of batch {bs} in {minutes:g} min"
+        say(f"{plan}; training ends within {minutes:g} min")
+        return math.ceil(max_steps / spe), max_steps, budget
+    epochs = args.epochs or 10
+    say(f"{epochs} epochs of batch {bs}")
+    return epochs, None, None
+
+def _check_train_args(args: argparse.Namespace) -> None:
+    "Refuse out-of-range and contradicting options of `farmer train` before any work."
     counts = ('batch_size', 'steps', 'epochs', 'log_every', 'stop_at_step', 'checkpoint_every',
               'test_n')
-    for name in counts: _in_range(args, name, 1)
-    args.preset = args.preset or ('emoji64-p8' if args.dataset == 'emoji64' else 'fmnist-small')
-    for name in ('minutes', 'stop_after'): _in_range(args, name, 0, 1e5, above=True)
+    for name in counts:
+        _in_range(args, name, 1)
+    for name in ('minutes', 'stop_after'):
+        _in_range(args, name, 0, 1e5, above=True)
     _in_range(args, 'lr', 0, 1, above=True)
     _in_range(args, 'sample_every', 0)
     _in_range(args, 'ema', 0, 1, below=True)
@@ -218,98 +307,131 @@ def cmd_train(args):
     if args.init and args.resume:
         raise ValueError("--init: starts a new run from a model's weights; --resume continues a "
                          "checkpoint, give one of them")
-    if args.deterministic:                                   # bit-exact GPU runs where PyTorch can (an error where it cannot)
+
+def _after_training(args, model, tr: dict, test, out: Path, device, info: dict) -> None:
+    "Save the model (EMA weights if any, the last beside them), draw a grid, score, results.json."
+    from farmer_nb.model import save_model, load_model
+    from farmer_nb.metrics import evaluate_bpd
+    from farmer_nb.viz import save_image_grid
+    half = torch.float16 if args.half else None
+    n_test = args.test_n or (len(test.images) if device.type == 'cuda' else 2000)
+
+    def score(m):
+        labels = test.labels[:n_test] if m.cfg.num_classes else None
+        return evaluate_bpd(m, test.images[:n_test], labels, progress=_watched())
+    last_path = None
+    if tr['ema'] is not None:                         # the averaged weights are the result,
+        last_path = save_model(model, out/'model_last.safetensors', half, preset=args.preset,
+                               steps=tr['steps'])
+        model.load_state_dict(tr['ema'], strict=False)   # the last ones are kept beside them
+    path = save_model(model, out/'model.safetensors', half, preset=args.preset, steps=tr['steps'],
+                      ema=args.ema)
+    # the weights are on disk before anything else can fail
+    print(f"checkpoint: {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
+    model = load_model(path, device).eval()           # score exactly what was written
+    k = max(model.cfg.num_classes, 1)
+    labels = torch.arange(10, device=device).repeat_interleave(10) % k
+    grid = None
+    try:                                               # a figure never costs the scores
+        gen = torch.Generator(device=device).manual_seed(args.seed)
+        with _sampling_bar(model, desc='sample grid'):
+            imgs = model.sample(labels if model.cfg.num_classes else None, n=100, generator=gen)
+        grid = save_image_grid(imgs, out/'samples.png', nrow=10)
+    except Exception as e:
+        _warn(args, 'the sample grid', e)
+    last = score(load_model(last_path, device).eval()) if last_path else None
+    r = score(model)
+    res = dict(info, test_bpd=r['bpd'], test_bpd_se=r['se'], test_n=r['n'], ema=args.ema,
+               precision=args.precision, half=args.half,
+               test_bpd_last_weights=last and last['bpd'], noise=args.noise, init=args.init,
+               bpd_kind='conditional, uniform dequantization, +ln128', device=str(device),
+               log=tr['log'])
+    (out/'results.json').write_text(json.dumps(res, indent=1))
+    if grid:
+        print(f"sample grid: {grid}")
+    ema_note = ''
+    if last:
+        ema_note = (f"; EMA weights — the last weights score {last['bpd']:.3f} "
+                    "(model_last.safetensors)")
+    print(f"test bits/dim: {r['bpd']:.3f} ± {r['se']:.3f} (conditional, first {r['n']:,} test "
+          f"images; {res['epochs']:.2f} epochs, {res['train_seconds']:.0f} s of training)"
+          + ema_note)
+
+def cmd_train(args: argparse.Namespace) -> None:
+    "`farmer train`: train a preset on a dataset or your images, save the model, sample, score."
+    from farmer_nb.model import build_model, get_config, load_model
+    from farmer_nb.train import fit
+    _check_train_args(args)
+    args.preset = args.preset or ('emoji64-p8' if args.dataset == 'emoji64' else 'fmnist-small')
+    if args.deterministic:        # bit-exact GPU runs where PyTorch can (an error where it cannot)
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.use_deterministic_algorithms(True)
     device, rank = _distributed(args.device)
     out = _output_dir(args.out)
     train, test = _data(args)
-    own = dict(image_shape=tuple(train.images.shape[1:]), num_classes=len(train.classes)) if args.images else {}
+    own = {}
+    if args.images:
+        own = dict(image_shape=tuple(train.images.shape[1:]), num_classes=len(train.classes))
     torch.manual_seed(args.seed)
-    model = build_model(get_config(args.preset, **{**own, **_overrides(args.preset, args.set)})).to(device)
+    cfg = get_config(args.preset, **{**own, **_overrides(args.preset, args.set)})
+    model = build_model(cfg).to(device)
     _check_data(model, train, args)
-    if args.init:                                            # fine-tuning: these weights, a fresh optimizer and schedule
-        if not Path(args.init).is_file():
-            raise FileNotFoundError(f"--init: no such file: {args.init}")
-        try: model.load_state_dict(load_model(args.init, expect_config=model.cfg).state_dict())
-        except (ValueError, FileNotFoundError) as e: raise type(e)(f"--init: {e}") from None
+    if args.init:                # fine-tuning: these weights, a fresh optimizer and schedule
+        init = _model_file(args.init, '--init')
+        try:
+            model.load_state_dict(load_model(init, expect_config=model.cfg).state_dict())
+        except (ValueError, FileNotFoundError) as e:
+            raise type(e)(f"--init: {e}") from None
     bs = args.batch_size or (256 if device.type == 'cuda' else 64)
-    if bs > len(train.images): raise ValueError(f"--batch-size: {bs} is larger than the dataset ({len(train.images)} training images)")
+    if bs > len(train.images):
+        raise ValueError(f"--batch-size: {bs} is larger than the dataset ({len(train.images)} "
+                         "training images)")
     if args.test_n and args.test_n > len(test.images):
         n = len(test.images)
-        raise ValueError(f"--test-n: expected an integer in [1, {n}] (test images), got {args.test_n}")
+        raise ValueError(f"--test-n: expected an integer in [1, {n}] (test images), got "
+                         f"{args.test_n}")
     ckpt = out/'checkpoint.safetensors'
-    if args.resume and ckpt.exists(): _checkpoint_meta(ckpt)  # a readable training checkpoint
+    if args.resume and ckpt.exists():
+        _checkpoint_meta(ckpt)                             # a readable training checkpoint
     if args.resume and not ckpt.exists() and rank == 0:
         print(f"--resume: no checkpoint in {out} yet: a new run starts")
-    spe, max_steps, budget = len(train.images) // bs, None, None
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
-    if args.steps is not None:
-        max_steps, epochs = args.steps, math.ceil(args.steps / spe)
-        if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; {max_steps} steps of batch {bs}")
-    elif args.epochs is None and (device.type == 'cpu' or args.minutes is not None):
-        minutes = args.minutes or 2.0
-        budget = 60 * minutes                                # a deadline: fit follows the clock
-        planned = _planned_steps(ckpt) if args.resume else None
-        fitting = lambda: _steps_that_fit(model, train.images, train.labels, bs, budget)
-        max_steps, per_step = (planned, float('nan')) if planned else fitting()
-        epochs = math.ceil(max_steps / spe)
-        if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; " + (f"resuming the {max_steps} steps planned" if planned else
-                            f"{per_step:.3f} s/step: {max_steps} steps of batch {bs} in {minutes:g} min") +
-                            f"; training ends within {minutes:g} min")
-    else:
-        epochs = args.epochs or 10
-        if rank == 0: print(f"{args.preset}: {n_params:.2f}M parameters on {device}; {epochs} epochs of batch {bs}")
-    if rank == 0 and not args.resume and (out/'log.jsonl').exists(): (out/'log.jsonl').unlink()
+
+    def say(plan):
+        if rank == 0:
+            print(f"{args.preset}: {n_params:.2f}M parameters on {device}; {plan}")
+    epochs, max_steps, budget = _train_length(args, model, train, bs, ckpt, device, say)
+    if rank == 0 and not args.resume and (out/'log.jsonl').exists():
+        (out/'log.jsonl').unlink()
     lr = args.lr or PRESET_LR.get(args.preset, 2e-3)
-    tr = fit(model, train.images, train.labels, epochs=epochs, batch_size=bs, lr=lr, noise=args.noise, seed=args.seed,
-             max_steps=max_steps, log_every=args.log_every, checkpoint=ckpt, checkpoint_every=args.checkpoint_every,
-             resume=args.resume, stop_at_step=args.stop_at_step,
-             stop_after=None if args.stop_after is None else 60 * args.stop_after, log_path=out/'log.jsonl', ema_decay=args.ema or None,
-             amp_dtype={'fp32': None, 'bf16': torch.bfloat16}[args.precision], compile=args.compile,
+    stop_after = None if args.stop_after is None else 60 * args.stop_after
+    amp_dtype = {'fp32': None, 'bf16': torch.bfloat16}[args.precision]
+    tr = fit(model, train.images, train.labels, epochs=epochs, batch_size=bs, lr=lr,
+             noise=args.noise, seed=args.seed, max_steps=max_steps, log_every=args.log_every,
+             checkpoint=ckpt, checkpoint_every=args.checkpoint_every, resume=args.resume,
+             stop_at_step=args.stop_at_step, stop_after=stop_after, log_path=out/'log.jsonl',
+             ema_decay=args.ema or None, amp_dtype=amp_dtype, compile=args.compile,
              sample_every=args.sample_every, sample_dir=out/'samples', time_budget=budget,
              progress=_watched())
-    if rank > 0: return
-    print(f"{tr['img_per_s']:,.0f} img/s over this call's {tr['seconds']:.0f} s; {tr['skipped']} steps skipped")
-    if not tr['finished']: return print(f"stopped at step {tr['steps']}; continue with the same options and --resume")
-    half = torch.float16 if args.half else None
-    n_test = args.test_n or (len(test.images) if device.type == 'cuda' else 2000)
-    test_labels = lambda m: test.labels[:n_test] if m.cfg.num_classes else None
-    score = lambda m: evaluate_bpd(m, test.images[:n_test], test_labels(m), progress=_watched())
-    last_path = None
-    if tr['ema'] is not None:                                                         # the averaged weights are the result,
-        last_path = save_model(model, out/'model_last.safetensors', half, preset=args.preset,
-                               steps=tr['steps'])
-        model.load_state_dict(tr['ema'], strict=False)                                # the last ones are kept beside them
-    path = save_model(model, out/'model.safetensors', half, preset=args.preset, steps=tr['steps'], ema=args.ema)
-    # the weights are on disk before anything else can fail
-    print(f"checkpoint: {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
-    model = load_model(path, device).eval()                                           # score exactly what was written
-    labels = torch.arange(10, device=device).repeat_interleave(10) % max(model.cfg.num_classes, 1)
-    grid = None
-    try:  # a figure never costs the scores
-        gen = torch.Generator(device=device).manual_seed(args.seed)
-        imgs = model.sample(labels if model.cfg.num_classes else None, n=100, generator=gen)
-        grid = save_image_grid(imgs, out/'samples.png', nrow=10)
-    except Exception as e: _warn(args, 'the sample grid', e)
-    last = score(load_model(last_path, device).eval()) if last_path else None
-    r = score(model)
-    res = dict(preset=args.preset, overrides=args.set, steps=tr['steps'], batch_size=bs, lr=lr, epochs=tr['steps'] / spe,
-               train_seconds=tr['log'][-1]['time'] if tr['log'] else tr['seconds'], img_per_s=tr['img_per_s'], skipped=tr['skipped'],
-               test_bpd=r['bpd'], test_bpd_se=r['se'], test_n=r['n'], ema=args.ema, precision=args.precision, half=args.half,
-               test_bpd_last_weights=last and last['bpd'], noise=args.noise, init=args.init,
-               bpd_kind='conditional, uniform dequantization, +ln128', device=str(device), log=tr['log'])
-    (out/'results.json').write_text(json.dumps(res, indent=1))
-    if grid: print(f"sample grid: {grid}")
-    print(f"test bits/dim: {r['bpd']:.3f} ± {r['se']:.3f} (conditional, first {r['n']:,} test images; "
-          f"{res['epochs']:.2f} epochs, {res['train_seconds']:.0f} s of training)"
-          + (f"; EMA weights — the last weights score {last['bpd']:.3f} (model_last.safetensors)" if last else ''))
+    if rank > 0:
+        return
+    print(f"{tr['img_per_s']:,.0f} img/s over this call's {tr['seconds']:.0f} s; "
+          f"{tr['skipped']} steps skipped")
+    if not tr['finished']:
+        print(f"stopped at step {tr['steps']}; continue with the same options and --resume")
+        return
+    spe = len(train.images) // bs
+    train_seconds = tr['log'][-1]['time'] if tr['log'] else tr['seconds']
+    info = dict(preset=args.preset, overrides=args.set, steps=tr['steps'], batch_size=bs, lr=lr,
+                epochs=tr['steps'] / spe, train_seconds=train_seconds, img_per_s=tr['img_per_s'],
+                skipped=tr['skipped'])
+    _after_training(args, model, tr, test, out, device, info)
 
 # %% ../nbs/12_cli.ipynb #91c57956
 # what each rule reads
 _RULE_OPTIONS = {'naive': ('w',), 'resampling': ('w', 's', 'T_pi_v', 'T_sigma_v', 'T_s')}
 
-def _rule(args):
+def _rule(args: argparse.Namespace):
     "The rule of --guidance with its options; an option of another rule is refused, not ignored."
     from farmer_nb.guidance import NaiveGuidance, Resampling
     for name in _RULE_OPTIONS['resampling']:
@@ -317,15 +439,19 @@ def _rule(args):
             which = 'naive or resampling' if name == 'w' else 'resampling'
             raise ValueError(f"{_opt(name)}: applies to --guidance {which} only, not to --guidance "
                              f"{args.guidance}")
-    if args.guidance == 'none': return None
+    if args.guidance == 'none':
+        return None
     w = 2.0 if args.w is None else args.w
-    if args.guidance == 'naive': return NaiveGuidance(w, T_sigma=args.T_sigma)
-    given = lambda name, default: default if getattr(args, name) is None else getattr(args, name)
+    if args.guidance == 'naive':
+        return NaiveGuidance(w, T_sigma=args.T_sigma)
+
+    def given(name, default):
+        return default if getattr(args, name) is None else getattr(args, name)
     s = given('s', 5)
     return Resampling(w, s, s, T_sigma=args.T_sigma, T_pi_v=given('T_pi_v', 0.2),
                       T_sigma_v=given('T_sigma_v', 0.9), T_s=given('T_s', 1.1))
 
-def _sampling_options(args, model):
+def _sampling_options(args: argparse.Namespace, model) -> dict:
     "`model.sample` keywords for the sampling options, each refused where it does not apply."
     kind = type(model).__name__
     if not hasattr(model, 'prior'):  # the Gaussian-prior flow: a temperature only
@@ -340,27 +466,33 @@ def _sampling_options(args, model):
     if args.guidance != 'none' and not model.cfg.num_classes:
         raise ValueError(f"--guidance: needs a class-conditional model; {args.model} has "
                          "num_classes = 0")
-    temperature = {'T_sigma': args.T_sigma} if args.guidance == 'none' else {}   # else the rule's
+    # with a rule, the rule's temperatures
+    temperature = {'T_sigma': args.T_sigma} if args.guidance == 'none' else {}
     return dict(guidance=_rule(args), gamma=args.gamma, **temperature)
 
-def cmd_sample(args):
+def cmd_sample(args: argparse.Namespace) -> None:
+    "`farmer sample`: a grid of `--per-class` samples of each class (a row each)."
     from farmer_nb.viz import save_image_grid
     _in_range(args, 'per_class', 1, 1000)
     _in_range(args, 's', 1, 100)
     _in_range(args, 'w', -1, 100)
-    for name in ('T_sigma', 'T_pi_v', 'T_sigma_v', 'T_s', 'gamma'): _in_range(args, name, 0, 100)
+    for name in ('T_sigma', 'T_pi_v', 'T_sigma_v', 'T_s', 'gamma'):
+        _in_range(args, name, 0, 100)
     out = _output_file(args.out, '--out', ('.png', '.jpg', '.jpeg'))
     model = _load_model(args.model, args.device)
     kw = _sampling_options(args, model)
     k = max(model.cfg.num_classes, 1)
-    labels = torch.arange(k, device=model.device).repeat_interleave(args.per_class) if model.cfg.num_classes else None
+    labels = None
+    if model.cfg.num_classes:
+        labels = torch.arange(k, device=model.device).repeat_interleave(args.per_class)
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
-    imgs = model.sample(labels, n=args.per_class, generator=gen, **kw)
+    with _sampling_bar(model):
+        imgs = model.sample(labels, n=args.per_class, generator=gen, **kw)
     print(save_image_grid(imgs, out, nrow=args.per_class))
 
-_QUALITY = {'fashion_mnist': ((1, 28, 28), 10), 'emoji64': ((3, 64, 64), 9)}   # each feature net's images
+_QUALITY = {'fashion_mnist': ((1, 28, 28), 10), 'emoji64': ((3, 64, 64), 9)}   # each feature net's
 
-def _check_quality(args, model, test):
+def _check_quality(args: argparse.Namespace, model, test) -> None:
     "Refuse --quality where no frozen feature network of 10_metrics can score the samples."
     K, shape = model.cfg.num_classes, tuple(model.cfg.image_shape)
     if args.images or (shape, K) != _QUALITY[args.dataset]:
@@ -373,8 +505,22 @@ def _check_quality(args, model, test):
     if args.dataset == 'fashion_mnist' and args.quality % K:
         raise ValueError(f"--quality: expected a multiple of the {K} classes, got {args.quality}")
 
-def cmd_eval(args):
-    from farmer_nb.metrics import evaluate_bpd, sample_quality, class_samples
+def _quality(args: argparse.Namespace, model, test) -> dict:
+    "FID, KID, precision/recall and accuracy of `--quality` samples, with a progress bar."
+    from farmer_nb.metrics import sample_quality, class_samples
+    batch = 500
+    if args.dataset == 'emoji64':                      # the test split's class mix
+        reps = test.labels.repeat(-(-args.quality // len(test.labels)))[:args.quality]
+        with _sampling_bar(model, math.ceil(args.quality / batch)):
+            fake, labels = class_samples(model, labels=reps, batch_size=batch, seed=args.seed)
+        return sample_quality(fake, test.images, labels, patch=model.cfg.patch)
+    with _sampling_bar(model, math.ceil(args.quality / batch)):
+        fake, labels = class_samples(model, args.quality, batch, args.seed)
+    return sample_quality(fake, test.images[:len(labels)], labels)
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    "`farmer eval`: bits/dim on a split and, with `--quality N`, sample quality; prints JSON."
+    from farmer_nb.metrics import evaluate_bpd
     _in_range(args, 'size', 1, 1024)
     _in_range(args, 'n', 1)
     _in_range(args, 'quality', 0)
@@ -384,24 +530,24 @@ def cmd_eval(args):
     ds = test if args.split == 'test' else train
     _check_data(model, ds, args)
     _in_range(args, 'n', 1, len(ds.images))                                   # at most the split
-    if args.quality: _check_quality(args, model, test)
+    if args.quality:
+        _check_quality(args, model, test)
     n = args.n or len(ds.images)
     labels = ds.labels[:n] if model.cfg.num_classes and not args.null_label else None
     r = evaluate_bpd(model, ds.images[:n], labels, progress=_watched())
-    res = dict(split=args.split, n=r['n'], bpd=r['bpd'], se=r['se'], kind='null label' if args.null_label else 'conditional')
-    if args.quality and args.dataset == 'emoji64':                      # the test split's class mix
-        reps = test.labels.repeat(-(-args.quality // len(test.labels)))[:args.quality]
-        fake, labels = class_samples(model, labels=reps, batch_size=500, seed=args.seed)
-        res['quality'] = sample_quality(fake, test.images, labels, patch=model.cfg.patch)
-    elif args.quality:
-        fake, labels = class_samples(model, args.quality, 500, args.seed)
-        res['quality'] = sample_quality(fake, test.images[:len(labels)], labels)
+    kind = 'null label' if args.null_label else 'conditional'
+    res = dict(split=args.split, n=r['n'], bpd=r['bpd'], se=r['se'], kind=kind)
+    if args.quality:
+        res['quality'] = _quality(args, model, test)
     print(json.dumps(res, indent=1))
-    if out: out.write_text(json.dumps(res, indent=1))
+    if out:
+        out.write_text(json.dumps(res, indent=1))
 
-def cmd_distill(args):
+def cmd_distill(args: argparse.Namespace) -> None:
+    "`farmer distill`: train the one-step student of a model's flow inverse."
     from farmer_nb.distill import distill, save_student, load_student
-    for name in ('epochs', 'batch_size', 'max_steps'): _in_range(args, name, 1)
+    for name in ('epochs', 'batch_size', 'max_steps'):
+        _in_range(args, name, 1)
     _in_range(args, 'lr', 0, 1, above=True)
     _in_range(args, 's_max', 0, 10)
     _in_range(args, 'size', 1, 1024)
@@ -409,23 +555,32 @@ def cmd_distill(args):
     model = _load_model(args.model, args.device)
     init = None
     if args.init:
-        if not Path(args.init).is_file():
-            raise FileNotFoundError(f"--init: no such file: {args.init}")
-        try: init = load_student(model, args.init)  # refused if it belongs to another config
-        except ValueError as e: raise ValueError(f"--init: {e}") from None
+        path = _student_file(args.init, '--init')
+        try:
+            init = load_student(model, path)  # refused if it belongs to another config
+        except ValueError as e:
+            raise ValueError(f"--init: {e}") from None
     train, _ = _data(args)
     _check_data(model, train, args)
     if args.batch_size > len(train.images):
         raise ValueError(f"--batch-size: {args.batch_size} is larger than the dataset "
                          f"({len(train.images)} training images)")
-    student, log = distill(model, train.images, train.labels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                           max_steps=args.max_steps, s_max=args.s_max, init=init)
-    path = save_student(model, out/'student.safetensors', dtype=torch.float16 if args.half else None)
+    student, log = distill(model, train.images, train.labels, epochs=args.epochs,
+                           batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps,
+                           s_max=args.s_max, init=init)
+    dtype = torch.float16 if args.half else None
+    path = save_student(model, out/'student.safetensors', dtype=dtype)
     print(f"student: {path}; final distillation loss {log[-1]['loss']:.3e}")
 
 # %% ../nbs/12_cli.ipynb #aeda97c5
-def bench_train(args):
-    "Training-step throughput on random images of the preset's shape: img/s, TFLOP/s and model FLOP utilisation."
+def _device_name(dev: torch.device) -> str:
+    return torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'cpu'
+
+def _write_json(path: str | Path, obj) -> None:
+    Path(path).write_text(json.dumps(obj, indent=1))
+
+def bench_train(args: argparse.Namespace) -> tuple[list[dict], int]:
+    "Training-step throughput on random images of the preset's shape: img/s, TFLOP/s and MFU."
     from farmer_nb.model import build_model, get_config
     from farmer_nb.train import make_optimizer, prepare_batch, optimizer_step
     from farmer_nb.metrics import median_time, train_flops
@@ -434,189 +589,330 @@ def bench_train(args):
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     torch.manual_seed(args.seed)
     model = build_model(cfg).to(dev).train()
-    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == 'cuda' else None) if world > 1 else model
-    opt, net = make_optimizer(model), (torch.compile(net, mode=args.compile) if args.compile else net)
+    net = model
+    if world > 1:
+        ids = [dev] if dev.type == 'cuda' else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    opt = make_optimizer(model)
+    net = torch.compile(net, mode=args.compile) if args.compile else net
     amp = {'fp32': None, 'bf16': torch.bfloat16}[args.precision]
     rows = []
-    for B in args.batches:                                                    # B images per process
+    for B in args.batches:                                       # B images per process
         g = torch.Generator(device=dev).manual_seed(0)
         x = torch.randint(0, 256, (B, *cfg.image_shape), dtype=torch.uint8, device=dev, generator=g)
-        c = torch.randint(0, max(cfg.num_classes, 1), (B,), device=dev, generator=g) if cfg.num_classes else None
-        step = lambda: optimizer_step(net, opt, *prepare_batch(model, x, c, None, cfg.label_drop, g), 1.0, amp)
-        s = median_time(lambda: [step() for _ in range(10)], dev, reps=args.reps, warmup=1 + bool(args.compile)) / 10   # 10 steps back to back
-        flops = train_flops(model, B)                                         # per process
-        rows.append(dict(what='train step', preset=args.preset, batch=B, processes=world, precision=args.precision, compile=args.compile,
-                         ms_per_step=1e3 * s, img_per_s=world * B / s, tflops=flops / s / 1e12, mfu=flops / s / (args.peak_tflops * 1e12)))
+        c = None
+        if cfg.num_classes:
+            c = torch.randint(0, cfg.num_classes, (B,), device=dev, generator=g)
+
+        def step():
+            batch = prepare_batch(model, x, c, None, cfg.label_drop, g)
+            return optimizer_step(net, opt, *batch, 1.0, amp)
+
+        def ten_steps():                                         # 10 steps back to back
+            return [step() for _ in range(10)]
+        s = median_time(ten_steps, dev, reps=args.reps, warmup=1 + bool(args.compile)) / 10
+        flops = train_flops(model, B)                            # per process
+        mfu = flops / s / (args.peak_tflops * 1e12)
+        rows.append(dict(what='train step', preset=args.preset, batch=B, processes=world,
+                         precision=args.precision, compile=args.compile, ms_per_step=1e3 * s,
+                         img_per_s=world * B / s, tflops=flops / s / 1e12, mfu=mfu))
         if rank == 0:
-            print(f"train {args.preset} batch {B}{f' × {world} processes' if world > 1 else ''} {args.precision}"
-                  f"{f' compiled ({args.compile})' if args.compile else ''}: {1e3 * s:.1f} ms/step, {world * B / s:,.1f} img/s, "
-                  f"{flops / s / 1e12:.1f} TFLOP/s per device, MFU {100 * rows[-1]['mfu']:.1f} % of {args.peak_tflops:g}", flush=True)
+            procs = f' × {world} processes' if world > 1 else ''
+            compiled = f' compiled ({args.compile})' if args.compile else ''
+            print(f"train {args.preset} batch {B}{procs} {args.precision}{compiled}: "
+                  f"{1e3 * s:.1f} ms/step, {world * B / s:,.1f} img/s, "
+                  f"{flops / s / 1e12:.1f} TFLOP/s per device, MFU {100 * mfu:.1f} % of "
+                  f"{args.peak_tflops:g}", flush=True)
     return rows, rank
 
-def cmd_bench(args):
+def _sampling_cases(model, B: int, z, c, student: bool) -> dict:
+    "The timed cases of `farmer bench sample` at batch B: name → function."
+    from farmer_nb.flow import GraphedInverse
+    from farmer_nb.guidance import Resampling
+    dev, farmer = model.device, hasattr(model, 'prior')
+    cases = {'flow inverse (sequential)': lambda: model.flow.inverse(z)}
+    if dev.type == 'cuda':
+        g = GraphedInverse(model.flow, z)
+        cases['flow inverse (CUDA graph)'] = lambda: g(z)
+    if farmer:
+        cases['AR prior'] = lambda: model.prior.sample(c)
+
+        def guided_prior():
+            return model.prior.sample(c, rule=Resampling(2.0, 5, 5))
+        cases['AR prior + resampling CFG'] = guided_prior
+    cases['whole sampler'] = lambda: model.sample(c)
+    if dev.type == 'cuda' and farmer:
+        cases['whole sampler (CUDA-graph inverse)'] = lambda: model.sample(c, inverse=g)
+    if farmer:                                     # 08_distill: one CUDA graph (eager on a CPU)
+        from farmer_nb.distill import FastSampler
+        fast = FastSampler(model, B)
+        cases['fast sampler'] = lambda: fast(c)
+        if student:
+            fast_s = FastSampler(model, B, 'student')
+            cases['fast sampler, student'] = lambda: fast_s(c)
+    if student:
+        cases['flow inverse (student)'] = lambda: model.student.inverse(z)
+        cases['whole sampler, student'] = lambda: model.sample(c, inverse='student')
+        if farmer:
+            def guided_student():
+                return model.sample(c, inverse='student', guidance=Resampling(2.0, 5, 5))
+            cases['whole sampler, student + CFG'] = guided_student
+    return cases
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    "`farmer bench sample | train`: sampling speed of a model, or training throughput of a preset."
     _in_range(args, 'reps', 1, 1000)
     _positive(args, 'peak_tflops')
     if not all(1 <= b <= 65536 for b in args.batches):
         raise ValueError(f"--batches: expected batch sizes in [1, 65536], got {args.batches}")
-    if args.out: _output_file(args.out, '--out', ('.json',))
+    if args.out:
+        _output_file(args.out, '--out', ('.json',))
     if args.what == 'train':
         rows, rank = bench_train(args)
-        if args.out and rank == 0: Path(args.out).write_text(json.dumps(dict(device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu', rows=rows), indent=1))
+        if args.out and rank == 0:
+            dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+            _write_json(args.out, dict(device=_device_name(dev), rows=rows))
         return
-    from farmer_nb.model import load_model, build_model, get_config
-    from farmer_nb.flow import GraphedInverse
-    from farmer_nb.guidance import Resampling
+    from farmer_nb.model import build_model, get_config
     from farmer_nb.metrics import median_time
-    if args.model: model = _load_model(args.model, args.device)
-    else: model = build_model(get_config(args.preset)).to(args.device).eval()
+    if args.model:
+        model = _load_model(args.model, args.device)
+    else:
+        model = build_model(get_config(args.preset)).to(args.device).eval()
     if args.student:
         from farmer_nb.distill import load_student
-        if not Path(args.student).is_file():
-            raise FileNotFoundError(f"--student: no such file: {args.student}")
-        try: load_student(model, args.student)
-        except ValueError as e: raise ValueError(f"--student: {e}") from None
+        path = _student_file(args.student, '--student')
+        try:
+            load_student(model, path)
+        except ValueError as e:
+            raise ValueError(f"--student: {e}") from None
     dev, rows = model.device, []
     for B in args.batches:
         c = torch.arange(B, device=dev) % max(model.cfg.num_classes, 1)
         z = torch.randn(B, model.cfg.N, model.cfg.d, device=dev)
-        cases = {'flow inverse (sequential)': lambda: model.flow.inverse(z)}
-        if dev.type == 'cuda':
-            g = GraphedInverse(model.flow, z); cases['flow inverse (CUDA graph)'] = lambda: g(z)
-        if hasattr(model, 'prior'):
-            cases['AR prior'] = lambda: model.prior.sample(c)
-            cases['AR prior + resampling CFG'] = lambda: model.prior.sample(c, rule=Resampling(2.0, 5, 5))
-        cases['whole sampler'] = lambda: model.sample(c)
-        if dev.type == 'cuda' and hasattr(model, 'prior'): cases['whole sampler (CUDA-graph inverse)'] = lambda: model.sample(c, inverse=g)
-        if hasattr(model, 'prior'):                                        # 08_distill: one CUDA graph (eager on a CPU)
-            from farmer_nb.distill import FastSampler
-            fast = FastSampler(model, B); cases['fast sampler'] = lambda: fast(c)
-            if args.student: fast_s = FastSampler(model, B, 'student'); cases['fast sampler, student'] = lambda: fast_s(c)
-        if args.student:
-            cases['flow inverse (student)'] = lambda: model.student.inverse(z)
-            cases['whole sampler, student'] = lambda: model.sample(c, inverse='student')
-            if hasattr(model, 'prior'): cases['whole sampler, student + CFG'] = lambda: model.sample(c, inverse='student', guidance=Resampling(2.0, 5, 5))
-        for name, fn in cases.items():
+        for name, fn in _sampling_cases(model, B, z, c, bool(args.student)).items():
             s = median_time(fn, dev, reps=args.reps)
-            rows.append(dict(what=name, batch=B, ms_per_batch=1e3 * s, ms_per_image=1e3 * s / B, img_per_s=B / s))
-            print(f"{name:28s} batch {B:5d}: {1e3 * s:9.2f} ms/batch  {B / s:10.1f} img/s", flush=True)
-    if args.out: Path(args.out).write_text(json.dumps(dict(device=torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu', rows=rows), indent=1))
+            rows.append(dict(what=name, batch=B, ms_per_batch=1e3 * s, ms_per_image=1e3 * s / B,
+                             img_per_s=B / s))
+            print(f"{name:28s} batch {B:5d}: {1e3 * s:9.2f} ms/batch  {B / s:10.1f} img/s",
+                  flush=True)
+    if args.out:
+        _write_json(args.out, dict(device=_device_name(dev), rows=rows))
 
 # %% ../nbs/12_cli.ipynb #b351bd28
 class _Parser(argparse.ArgumentParser):
     "argparse whose errors are one line on stderr (`farmer CMD: error: ...`) with exit status 2."
-    def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} "
-                                           "--help)\n")
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-def _image_options(p, what):
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    "`--help` showing every option's default: argparse's '(default: X)' or the help's own words."
+    def _get_help_string(self, action):
+        text = action.help or ''
+        if 'default' in text or action.required or action.default is argparse.SUPPRESS:
+            return text
+        if action.const is True and action.default is False:       # a switch
+            return f"{text} (default: off)"
+        if action.default == []:
+            return f"{text} (default: none)"
+        return super()._get_help_string(action)
+
+def _image_options(p: argparse.ArgumentParser, what: str) -> None:
     "--images, --size and --channels: your own PNG/JPEG images instead of Fashion-MNIST."
-    p.add_argument('--images', default=None,
-                   help=f'{what} your own PNG/JPEG images in this folder (sub-folders are classes)')
-    p.add_argument('--size', type=int, default=32, help='with --images: side of the square images, 1 to 1024')
-    p.add_argument('--channels', type=int, default=3, choices=[1, 3], help='with --images: grey (1) or colour (3)')
+    p.add_argument('--images', default=None, metavar='DIR',
+                   help=f'{what} your own PNG/JPEG images in this folder (sub-folders are classes; '
+                        'default: none, --dataset)')
+    p.add_argument('--size', type=int, default=32,
+                   help='with --images: side of the square images after resizing, 1 to 1024')
+    p.add_argument('--channels', type=int, default=3, choices=[1, 3],
+                   help='with --images: grey (1) or colour (3)')
 
-def _common(p, out=None):
+def _common(p: argparse.ArgumentParser, out: str | None = None) -> None:
+    "--dataset, --data, --device, --seed and (if `out`) --out, with `out` as its default."
     p.add_argument('--dataset', default='fashion_mnist', choices=['fashion_mnist', 'emoji64'],
-                   help='fashion_mnist (default) or emoji64: 64×64 colour emoji in 9 classes')
-    p.add_argument('--data', default=None,
+                   help='fashion_mnist or emoji64: 64×64 colour emoji in 9 classes')
+    p.add_argument('--data', default=None, metavar='DIR',
                    help="folder with the dataset's files (default: the search path)")
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='where to run (default: cuda if present)')
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                   help='where to run: cpu, cuda, cuda:N or mps (default: cuda if present)')
     p.add_argument('--seed', type=int, default=0, help='random seed, in [0, 2^63)')
-    if out: p.add_argument('--out', default=out, help=f'output (default: {out})')
+    if out:
+        p.add_argument('--out', default=out, help='output')
 
-def make_parser():
-    "The argument parser of the `farmer` command."
+def _model_help(what: str = 'the model') -> str:
+    from farmer_nb.model import PRETRAINED
+    return (f"{what}: a shipped name ({', '.join(PRETRAINED)}), a folder of save_pretrained or "
+            "farmer train, or a .safetensors file (a model or a training checkpoint)")
+
+def _train_parser(sub) -> None:
+    "The options of `farmer train`."
     from farmer_nb.model import PRESETS
     from farmer_nb.train import NOISES
-    ap = _Parser(prog='farmer',
+    p = sub.add_parser('train', help='train a model (resumable; torchrun for several GPUs)',
+                       formatter_class=_Help)
+    p.add_argument('--preset', default=None, choices=sorted(PRESETS), metavar='PRESET',
+                   help='model configuration, one of %(choices)s (default: fmnist-small; with '
+                        '--dataset emoji64: emoji64-p8)')
+    p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
+                   help='override config fields, e.g. d_I=8 mixing=true')
+    p.add_argument('--epochs', type=int, default=None,
+                   help='epochs (default: 10 on a GPU, a time budget on a CPU)')
+    p.add_argument('--steps', type=int, default=None,
+                   help='training steps instead of epochs, the schedule spans them (default: none)')
+    p.add_argument('--minutes', type=float, default=None,
+                   help='training time instead of epochs, a deadline (default: 2 on a CPU, none '
+                        'on a GPU)')
+    p.add_argument('--batch-size', type=int, default=None,
+                   help='global batch (default: 256 on a GPU, 64 on a CPU)')
+    p.add_argument('--lr', type=float, default=None,
+                   help='peak learning rate, warm-up then cosine (default: 2e-3, 3e-4 for '
+                        'fmnist-base)')
+    p.add_argument('--noise', default='gaussian', choices=NOISES,
+                   help="training noise: FARMER's annealed Gaussian σ 0.1 → 0.005, uniform "
+                        "dequantization, or uniform plus the annealed Gaussian down to 0 (for the "
+                        "best bits/dim)")
+    p.add_argument('--test-n', type=int, default=None,
+                   help='test images to score (default: all on a GPU, 2000 on a CPU)')
+    p.add_argument('--resume', action='store_true',
+                   help='continue from OUT/checkpoint.safetensors (same settings)')
+    p.add_argument('--init', default=None, metavar='MODEL',
+                   help="start from these weights (same config; a fresh optimizer and schedule), "
+                        "e.g. to fine-tune with another --noise; " + _model_help('MODEL')
+                        + ' (default: none)')
+    p.add_argument('--stop-at-step', type=int, default=None,
+                   help='stop with a checkpoint at this step (default: none)')
+    p.add_argument('--stop-after', type=float, default=None,
+                   help='stop with a checkpoint after this many minutes of training in this call '
+                        '(default: none)')
+    p.add_argument('--checkpoint-every', type=int, default=500, help='steps between checkpoints')
+    p.add_argument('--log-every', type=int, default=50, help='steps between rows of OUT/log.jsonl')
+    p.add_argument('--sample-every', type=int, default=1000,
+                   help='steps between sample grids in OUT/samples/ (0: none)')
+    p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'],
+                   help='bf16 autocast (flow math stays fp32)')
+    p.add_argument('--compile', nargs='?', const='default', default=None, metavar='MODE',
+                   help='torch.compile the training step; MODE: default, reduce-overhead (CUDA '
+                        'graphs) or max-autotune (default: off)')
+    p.add_argument('--ema', type=float, default=0.0,
+                   help='EMA decay of the weights, e.g. 0.999 (0: off); the saved model is the '
+                        'average')
+    p.add_argument('--half', action='store_true',
+                   help='store model.safetensors in float16 (half the size, for sharing)')
+    p.add_argument('--deterministic', action='store_true',
+                   help="PyTorch's deterministic algorithms (same seed, same GPU run; slower)")
+    _image_options(p, 'train on')
+    _common(p, 'runs/main')
+    p.set_defaults(fn=cmd_train)
+
+def _sample_parser(sub) -> None:
+    "The options of `farmer sample`."
+    p = sub.add_parser('sample', help='draw a class-by-class sample grid', formatter_class=_Help)
+    p.add_argument('--model', required=True, help=_model_help())
+    p.add_argument('--per-class', type=int, default=10,
+                   help='samples per class (a row each), 1 to 1000')
+    p.add_argument('--guidance', default='none', choices=['none', 'naive', 'resampling'],
+                   help='classifier-free guidance rule')
+    p.add_argument('--w', type=float, default=None,
+                   help='naive, resampling: guidance weight in [-1, 100] (default: 2; 0: none; '
+                        '-1: p_u)')
+    p.add_argument('--s', type=int, default=None,
+                   help='resampling: candidates per stream, 1 to 100 (default: 5)')
+    p.add_argument('--T-sigma', type=float, default=1.0,
+                   help='std temperature in [0, 100] (0: the means)')
+    p.add_argument('--T-pi-v', type=float, default=None,
+                   help='resampling: weight temperature for Δ, in [0, 100] (default: 0.2)')
+    p.add_argument('--T-sigma-v', type=float, default=None,
+                   help='resampling: std temperature for Δ, in [0, 100] (default: 0.9)')
+    p.add_argument('--T-s', type=float, default=None,
+                   help='resampling: selection temperature, in [0, 100] (default: 1.1)')
+    p.add_argument('--gamma', type=float, default=1.0,
+                   help='redundant std scale in [0, 100] (FARMER Fig. 7: 0 to 4; 0: the means)')
+    _common(p, 'samples.png')
+    p.set_defaults(fn=cmd_sample)
+
+def _eval_parser(sub) -> None:
+    "The options of `farmer eval`."
+    p = sub.add_parser('eval', help='bits/dim on a split, optionally sample quality',
+                       formatter_class=_Help)
+    p.add_argument('--model', required=True, help=_model_help())
+    p.add_argument('--split', default='test', choices=['test', 'train'], help='the split to score')
+    p.add_argument('--n', type=int, default=None,
+                   help='first n images only, 1 to the split size (default: all)')
+    p.add_argument('--null-label', action='store_true',
+                   help='score under the null label instead of the true class')
+    p.add_argument('--quality', type=int, default=0,
+                   help='also draw this many samples and compute FID/KID/PR/accuracy (0: none)')
+    _image_options(p, 'score')
+    _common(p, None)
+    p.add_argument('--out', default=None, help='write the JSON here too (default: none)')
+    p.set_defaults(fn=cmd_eval)
+
+def _distill_parser(sub) -> None:
+    "The options of `farmer distill`."
+    p = sub.add_parser('distill', help="train the one-step student of a model's flow inverse",
+                       formatter_class=_Help)
+    p.add_argument('--model', required=True, help=_model_help('the teacher'))
+    p.add_argument('--epochs', type=int, default=10, help='epochs of distillation')
+    p.add_argument('--batch-size', type=int, default=256, help='batch size')
+    p.add_argument('--lr', type=float, default=1e-3, help='peak learning rate')
+    p.add_argument('--max-steps', type=int, default=None,
+                   help='stop after this many steps (default: all the epochs)')
+    p.add_argument('--s-max', type=float, default=0.0,
+                   help="noise on the teacher latent: s·ε with s ~ U[0, s_max] (Algorithm 2; the "
+                        "paper's 0.3 gave worse students here, 08_distill)")
+    p.add_argument('--init', default=None, metavar='STUDENT',
+                   help='go on training this student (a file of farmer distill, or its folder) '
+                        'instead of a fresh copy of the flow (default: none)')
+    p.add_argument('--half', action='store_true', help='store the student in float16')
+    _image_options(p, 'distil on')
+    _common(p, 'runs/distill')
+    p.set_defaults(fn=cmd_distill)
+
+def _bench_parser(sub) -> None:
+    "The options of `farmer bench`."
+    from farmer_nb.model import PRESETS
+    p = sub.add_parser('bench', formatter_class=_Help,
+                       help='benchmarks (not tests): sampling speed or training throughput')
+    p.add_argument('what', choices=['sample', 'train'], help='what to benchmark')
+    p.add_argument('--model', default=None,
+                   help=_model_help('sample: a trained model') + ' (default: an untrained '
+                        '--preset)')
+    p.add_argument('--student', default=None,
+                   help="sample: the model's distilled student, a file of farmer distill or its "
+                        "folder (default: none)")
+    p.add_argument('--preset', default='fmnist-small', choices=sorted(PRESETS), metavar='PRESET',
+                   help='model configuration, one of %(choices)s')
+    p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
+                   help='train: override config fields')
+    p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'],
+                   help='train: bf16 autocast (flow math stays fp32)')
+    p.add_argument('--compile', nargs='?', const='default', default=None, metavar='MODE',
+                   help='train: torch.compile the model; MODE: default, reduce-overhead (CUDA '
+                        'graphs) or max-autotune (default: off)')
+    p.add_argument('--peak-tflops', type=float, default=989.0,
+                   help="train: the GPU's dense bf16 peak for MFU (H100/H200 SXM: 989)")
+    p.add_argument('--batches', type=int, nargs='+', default=[1, 1024],
+                   help='batch sizes, 1 to 65536')
+    p.add_argument('--reps', type=int, default=5, help='timed repetitions, 1 to 1000')
+    _common(p, None)
+    p.add_argument('--out', default=None, help='write the JSON here (default: none)')
+    p.set_defaults(fn=cmd_bench)
+
+def make_parser() -> argparse.ArgumentParser:
+    "The argument parser of the `farmer` command."
+    ap = _Parser(prog='farmer', formatter_class=_Help,
                  description='FARMER on Fashion-MNIST, Emoji64 or your own images: train, sample, '
                              'evaluate, distil, benchmark.')
     sub = ap.add_subparsers(dest='command', required=True)
-    p = sub.add_parser('train', help='train a model (resumable; torchrun for several GPUs)')
-    p.add_argument('--preset', default=None, choices=sorted(PRESETS),
-                   help='model configuration (default: fmnist-small; with --dataset emoji64: emoji64-p8)')
-    p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='override config fields, e.g. d_I=8 mixing=true')
-    p.add_argument('--epochs', type=int, default=None, help='epochs (default: 10 on a GPU, a time budget on a CPU)')
-    p.add_argument('--steps', type=int, default=None, help='training steps instead of epochs (the schedule spans them)')
-    p.add_argument('--minutes', type=float, default=None,
-                   help='training time instead of epochs, a deadline (default: 2 on a CPU, none on a GPU)')
-    p.add_argument('--batch-size', type=int, default=None, help='global batch (default: 256 on a GPU, 64 on a CPU)')
-    p.add_argument('--lr', type=float, default=None, help='peak learning rate (warm-up, then cosine); default 2e-3, 3e-4 for fmnist-base')
-    p.add_argument('--noise', default='gaussian', choices=NOISES,
-                   help="training noise: FARMER's annealed Gaussian σ 0.1 → 0.005 (default), uniform dequantization, or "
-                        "uniform plus the annealed Gaussian down to 0 (for the best bits/dim)")
-    p.add_argument('--test-n', type=int, default=None, help='test images to score (default: all on a GPU, 2000 on a CPU)')
-    p.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.safetensors (same settings)')
-    p.add_argument('--init', default=None, metavar='MODEL', help="start from this model's weights (same config; a fresh optimizer and "
-                                                                 "schedule): fine-tuning, e.g. with another --noise")
-    p.add_argument('--stop-at-step', type=int, default=None, help='stop with a checkpoint at this step')
-    p.add_argument('--stop-after', type=float, default=None, help='stop with a checkpoint after this many minutes of training in this call')
-    p.add_argument('--checkpoint-every', type=int, default=500, help='steps between checkpoints')
-    p.add_argument('--log-every', type=int, default=50, help='steps between rows of OUT/log.jsonl')
-    p.add_argument('--sample-every', type=int, default=1000, help='steps between sample grids in OUT/samples/ (0: none)')
-    p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'], help='bf16 autocast (flow math stays fp32)')
-    p.add_argument('--compile', nargs='?', const='default', default=None, metavar='MODE',
-                   help='torch.compile the training step; MODE: default, reduce-overhead (CUDA graphs) or max-autotune')
-    p.add_argument('--ema', type=float, default=0.0, help='EMA decay of the weights, e.g. 0.999 (0: off); the saved model is the average')
-    p.add_argument('--half', action='store_true', help='store model.safetensors in float16 (half the size, for sharing)')
-    p.add_argument('--deterministic', action='store_true', help="PyTorch's deterministic algorithms (same seed, same GPU run; slower)")
-    p.add_argument('--images', default=None, help='train on your own PNG/JPEG images in this folder (sub-folders are classes)')
-    p.add_argument('--size', type=int, default=32, help='with --images: side of the square images after resizing')
-    p.add_argument('--channels', type=int, default=3, choices=[1, 3], help='with --images: grey (1) or colour (3)')
-    _common(p, 'runs/main'); p.set_defaults(fn=cmd_train)
-    p = sub.add_parser('sample', help='draw a class-by-class sample grid')
-    p.add_argument('--model', required=True, help='model or training checkpoint (.safetensors)')
-    p.add_argument('--per-class', type=int, default=10, help='samples per class (a row each), 1 to 1000')
-    p.add_argument('--guidance', default='none', choices=['none', 'naive', 'resampling'], help='classifier-free guidance rule')
-    p.add_argument('--w', type=float, default=None,
-                   help='naive, resampling: guidance weight in [-1, 100] (default 2; 0: none; -1: p_u)')
-    p.add_argument('--s', type=int, default=None, help='resampling: candidates per stream, 1 to 100 (5)')
-    p.add_argument('--T-sigma', type=float, default=1.0, help='std temperature in [0, 100] (0: the means)')
-    p.add_argument('--T-pi-v', type=float, default=None,
-                   help='resampling: weight temperature for Δ, in [0, 100] (default 0.2)')
-    p.add_argument('--T-sigma-v', type=float, default=None,
-                   help='resampling: std temperature for Δ, in [0, 100] (default 0.9)')
-    p.add_argument('--T-s', type=float, default=None,
-                   help='resampling: selection temperature, in [0, 100] (default 1.1)')
-    p.add_argument('--gamma', type=float, default=1.0,
-                   help='redundant std scale in [0, 100] (FARMER Fig. 7: 0 to 4; 0: the means)')
-    _common(p, 'samples.png'); p.set_defaults(fn=cmd_sample)
-    p = sub.add_parser('eval', help='bits/dim on a split, optionally sample quality')
-    p.add_argument('--model', required=True, help='model or training checkpoint (.safetensors)')
-    p.add_argument('--split', default='test', choices=['test', 'train'])
-    p.add_argument('--n', type=int, default=None, help='first n images only (1 to the split size)')
-    p.add_argument('--null-label', action='store_true', help='score under the null label instead of the true class')
-    p.add_argument('--quality', type=int, default=0, help='also draw this many samples and compute FID/KID/PR/accuracy')
-    _image_options(p, 'score')
-    _common(p, None); p.add_argument('--out', default=None, help='write the JSON here too'); p.set_defaults(fn=cmd_eval)
-    p = sub.add_parser('distill', help="train the one-step student of a model's flow inverse")
-    p.add_argument('--model', required=True)
-    p.add_argument('--epochs', type=int, default=10); p.add_argument('--batch-size', type=int, default=256)
-    p.add_argument('--lr', type=float, default=1e-3); p.add_argument('--max-steps', type=int, default=None)
-    p.add_argument('--s-max', type=float, default=0.0, help="noise on the teacher latent: s·ε with s ~ U[0, s_max] (Algorithm 2; the paper's 0.3 gave worse students here, 08_distill)")
-    p.add_argument('--init', default=None, help='go on training this student (a file of farmer distill) instead of a fresh copy of the flow')
-    p.add_argument('--half', action='store_true', help='store the student in float16')
-    _image_options(p, 'distil on')
-    _common(p, 'runs/distill'); p.set_defaults(fn=cmd_distill)
-    p = sub.add_parser('bench', help='benchmarks (not tests): sampling speed or training throughput')
-    p.add_argument('what', choices=['sample', 'train'], help='what to benchmark')
-    p.add_argument('--model', default=None, help='sample: a trained model (default: an untrained --preset)')
-    p.add_argument('--student', default=None, help="sample: the model's distilled student (farmer distill)")
-    p.add_argument('--preset', default='fmnist-small', choices=sorted(PRESETS))
-    p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='train: override config fields')
-    p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'], help='train: bf16 autocast (flow math stays fp32)')
-    p.add_argument('--compile', nargs='?', const='default', default=None, metavar='MODE',
-                   help='train: torch.compile the model; MODE: default, reduce-overhead (CUDA graphs) or max-autotune')
-    p.add_argument('--peak-tflops', type=float, default=989.0, help="train: the GPU's dense bf16 peak for MFU (H100/H200 SXM: 989)")
-    p.add_argument('--batches', type=int, nargs='+', default=[1, 1024])
-    p.add_argument('--reps', type=int, default=5)
-    _common(p, None); p.add_argument('--out', default=None, help='write the JSON here'); p.set_defaults(fn=cmd_bench)
+    for add in (_train_parser, _sample_parser, _eval_parser, _distill_parser, _bench_parser):
+        add(sub)
     return ap
 
-def _one_line(e):
+def _one_line(e: BaseException) -> str:
     "An exception's message on one line (a multi-line message is joined with '; ')."
     return '; '.join(s.strip() for s in str(e).splitlines() if s.strip()) or type(e).__name__
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     "The `farmer` command: a failure is one line on stderr, exit status 2 (FARMER_DEBUG=1 raises)."
     args = make_parser().parse_args(argv)
     debug = bool(os.environ.get('FARMER_DEBUG'))
@@ -625,17 +921,23 @@ def main(argv=None):
         _in_range(args, 'seed', 0, 2**63, below=True)
         args.fn(args)
     except KeyboardInterrupt:
-        if debug: raise
+        if debug:
+            raise
         hint = '; continue from the last checkpoint with the same options and --resume'
         hint = hint if args.command == 'train' else ''
         print(f"farmer {args.command}: interrupted{hint}", file=sys.stderr)
         sys.exit(130)
     except Exception as e:
-        if debug: raise
+        if debug:
+            raise
         # messages that name the argument
         ours = isinstance(e, (ValueError, TypeError, FileNotFoundError))
-        what = _one_line(e) if ours else f"{type(e).__name__}: {_one_line(e)} (FARMER_DEBUG=1: traceback)"
+        what = _one_line(e)
+        if not ours:
+            what = f"{type(e).__name__}: {what} (FARMER_DEBUG=1: traceback)"
         print(f"farmer {args.command}: error: {what}", file=sys.stderr)
         sys.exit(2)
 
-if __name__ == '__main__' and '__file__' in globals(): main()     # python -m farmer_nb.cli (not when a notebook runs this cell)
+# python -m farmer_nb.cli (not when a notebook runs this cell)
+if __name__ == '__main__' and '__file__' in globals():
+    main()

@@ -227,6 +227,26 @@ CASES = [  # (id, argv, substring of the one-line message); {tmp} is a fresh fol
     ('student of another model',
      ['bench', 'sample', '--model', '{model}', '--student', '{student}', '--batches', '1'],
      '--student: '),
+    # models by name in every command: a name that matches nothing lists the shipped ones
+    ('unknown model name', ['sample', '--model', 'fmnist-smal', '--out', '{tmp}/g.png'],
+     "--model: no shipped model, folder or file named 'fmnist-smal' (shipped: fmnist-small, emoji64-p8)"),
+    ('unknown model name, eval', ['eval', '--model', 'emoji64'], "(shipped: fmnist-small, emoji64-p8)"),
+    ('unknown model name, distill', ['distill', '--model', 'tiny', '--out', '{tmp}'],
+     "--model: no shipped model, folder or file named 'tiny'"),
+    ('unknown model name, bench', ['bench', 'sample', '--model', 'small', '--batches', '1'],
+     "--model: no shipped model, folder or file named 'small'"),
+    ('unknown model name, init', [*TRAIN, '--steps', '1', '--init', 'fmnist', '--out', '{tmp}'],
+     "--init: no shipped model, folder or file named 'fmnist' (shipped: fmnist-small, emoji64-p8)"),
+    ('init from a shipped model of another config',
+     [*TRAIN, '--steps', '1', '--init', 'fmnist-small', '--out', '{tmp}'],
+     'fmnist_small.safetensors: checkpoint is from another config'),
+    ('a folder without a student', ['bench', 'sample', '--model', '{model}', '--student', '{tmp}', '--batches', '1'],
+     '--student: no such file: '),
+    ('a folder without a student, distill',
+     ['distill', '--model', '{model}', '--init', '{tmp}', '--out', '{tmp}/o'], '--init: no such file: '),
+    ('a shipped name as student',
+     ['bench', 'sample', '--model', '{model}', '--student', 'fmnist-small', '--batches', '1'],
+     '--student: no such file: fmnist-small'),
 ]
 
 
@@ -473,3 +493,82 @@ def test_emoji64_train_and_eval(tmp_path):
     assert res['n'] == 8 and res['quality']['n_fake'] == 9 and res['quality']['n_real'] == 750 and 'stripe' in res['quality']
     code, _, err = run(['train', '--dataset', 'emoji64', '--preset', 'fmnist-small', '--steps', '1', '--out', str(tmp_path / 'x')])
     assert code == 2 and err.startswith('farmer train: error: --dataset: images of shape (3, 64, 64)')
+
+
+# ---------------------------------------------------------------- models by name, folders and files
+
+@pytest.fixture(scope='module')
+def saved(files, tmp_path_factory):
+    "The tiny model of `files` as a folder of save_pretrained, and a folder holding its student."
+    from farmer_nb.distill import Student, save_student
+    d = tmp_path_factory.mktemp('saved')
+    model = load_model(files['model'])
+    folder = model.save_pretrained(d/'tiny')
+    model.student = Student(model.flow)
+    save_student(model, d/'distilled'/'student.safetensors')
+    return dict(folder=str(folder), students=str(d/'distilled'))
+
+
+def test_model_by_name_folder_and_file(files, saved, tmp_path):
+    "sample draws the same grid from a file and from a folder of save_pretrained; a shipped name samples too."
+    grids = []
+    for model in (files['model'], saved['folder']):
+        out = tmp_path/f'{len(grids)}.png'
+        code, stdout, err = run(['sample', '--model', model, '--per-class', '2', '--out', str(out)])
+        assert code == 0 and stdout.strip() == str(out), err
+        grids.append(np.asarray(Image.open(out)))
+    assert np.array_equal(*grids)
+    code, _, err = run(['sample', '--model', 'fmnist-small', '--per-class', '1', '--out', str(tmp_path/'s.png')])
+    assert code == 0 and Image.open(tmp_path/'s.png').size == (2 * (28 + 2), 2 * (10 * 29 + 1)), err
+
+
+def test_folders_in_every_command(files, saved, tmp_path):
+    "eval, distill, bench and train --init take the folder; --student and distill --init take a student's folder."
+    code, out, err = run(['eval', '--model', saved['folder'], '--images', files['grey'], *GREY])
+    assert code == 0 and math.isfinite(json.loads(out)['bpd']), err
+    code, out, err = run(['distill', '--model', saved['folder'], '--init', saved['students'], '--images', files['grey'],
+                          *GREY, '--batch-size', '8', '--max-steps', '1', '--out', str(tmp_path/'d')])
+    assert code == 0 and (tmp_path/'d'/'student.safetensors').exists(), err
+    code, out, err = run(['bench', 'sample', '--model', saved['folder'], '--student', saved['students'],
+                          '--batches', '1', '--reps', '1'])
+    assert code == 0 and 'whole sampler, student' in out, err
+    code, out, err = run(['train', '--preset', 'farmer-tiny', '--images', files['grey'], *GREY, '--batch-size', '8',
+                          '--steps', '1', '--lr', '1e-12', '--sample-every', '0', '--test-n', '1',
+                          '--init', saved['folder'], '--out', str(tmp_path/'t')])
+    assert code == 0 and 'test bits/dim' in out, err
+    a, b = load_model(files['model']).state_dict(), load_model(tmp_path/'t'/'model.safetensors').state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)               # lr 1e-12: the weights it started from
+    code, out, err = run(['eval', '--model', str(tmp_path/'t'), '--images', files['grey'], *GREY])
+    assert code == 0, err                                                       # a farmer train folder
+
+
+def test_every_option_shows_its_default():
+    "--help of every command states each option's default, argparse's or in words (required options excepted)."
+    import argparse
+    ap = cli.make_parser()
+    subs = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(subs) == {'train', 'sample', 'eval', 'distill', 'bench'}
+    for name, p in subs.items():
+        fmt = p._get_formatter()
+        for action in p._actions:
+            if not action.option_strings or action.dest == 'help' or action.required: continue
+            text = fmt._get_help_string(action)
+            assert action.help and 'default' in text, (name, action.option_strings, text)
+        help_text = p.format_help()
+        assert '(default: None)' not in help_text, name
+
+
+def test_cli_code_style():
+    "12_cli's exported cells: lines of at most 100 characters, no semicolons, one statement per line."
+    import ast, io, tokenize
+    nb = json.loads((Path(__file__).resolve().parents[1]/'nbs'/'12_cli.ipynb').read_text())
+    cells = [''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'code']
+    src = '\n\n'.join(c for c in cells if c.startswith('#| export'))
+    long = [line for line in src.splitlines() if len(line) > 100]
+    assert not long, long
+    semis = [t.start[0] for t in tokenize.generate_tokens(io.StringIO(src).readline) if t.type == tokenize.OP and t.string == ';']
+    assert not semis, [src.splitlines()[i - 1] for i in semis]
+    same = [node.lineno for node in ast.walk(ast.parse(src)) for field in ('body', 'orelse', 'finalbody', 'handlers')
+            if isinstance(getattr(node, field, None), list) and getattr(node, field) and hasattr(node, 'lineno')
+            and getattr(node, field)[0].lineno == node.lineno]
+    assert not same, [src.splitlines()[i - 1] for i in same]
