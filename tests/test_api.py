@@ -355,3 +355,20 @@ def test_nbdev_ignores_settings_ini(tmp_path):
     (tmp_path/'without'/'settings.ini').write_text(ini)
     with pytest.raises(ValueError, match='Found old settings.ini'):
         config.get_config(tmp_path/'without')
+
+
+def test_constraints_pin_every_dependency():
+    "constraints.txt (pip-compile's output) pins exactly one version of every package pyproject.toml names."
+    import re
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root/'pyproject.toml').read_text())['project']
+    wanted = project['dependencies'] + [r for extra in project['optional-dependencies'].values() for r in extra]
+    name = lambda req: re.split(r'[<>=!~\[; ]', req, maxsplit=1)[0].lower().replace('_', '-')
+    pins = {}
+    for line in (root/'constraints.txt').read_text().splitlines():
+        m = re.match(r'^([A-Za-z0-9_.\-]+)==(\S+)', line)
+        if m: pins.setdefault(name(m.group(1)), []).append(m.group(2))
+    assert not {n for n in map(name, wanted) if n not in pins}, 'refresh constraints.txt with pip-compile'
+    assert all(len(v) == 1 for v in pins.values())
+    assert pins['torch'] == ['2.13.0']                             # the CPU wheel setup.sh installs
