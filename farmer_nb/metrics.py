@@ -241,7 +241,7 @@ def stripe_profile(images, p, batch_size=1000):
     return total / (B * C * H * W / p)                                        # pairs at each place
 
 def stripe_score(fake, real, p):
-    "Worst ratio of the stripe profile of `fake` to that of `real` (1: as real): dict(score, profile)."
+    "Worst ratio of the stripe profiles of `fake` and `real` (1: as real): dict(score, profile)."
     if fake.is_floating_point() != real.is_floating_point():
         raise TypeError(f"fake, real: expected images in the same units, "
                         f"got {fake.dtype} and {real.dtype}")
