@@ -271,7 +271,7 @@ def npm_pack(vendor, dest):
 
 # %% ../nbs/00_data.ipynb #d8b4e96e
 def find_emoji_tarballs(root=None, fetch=True):
-    "{vendor: path} of both tarballs, integrity-checked; `npm pack` fetches missing ones if `fetch`."
+    "{vendor: path} of both tarballs, integrity-checked; if `fetch`, `npm pack` gets missing ones."
     dirs, found = emoji_search_path(root), {}
     for vendor, (pkg, integrity) in EMOJI64['packages'].items():
         path = next((d/emoji_tarball(vendor) for d in dirs if (d/emoji_tarball(vendor)).is_file()),
