@@ -13,7 +13,7 @@ import inspect
 # %% ../nbs/00_utils.ipynb #b3f1c2a5
 def patch(f):
     "Decorator: make `f` a method of the class its first parameter is annotated with."
-    fn = inspect.unwrap(f)                     # the function itself, under @torch.no_grad() and the like
+    fn = inspect.unwrap(f)                     # the function under @torch.no_grad() and the like
     code, name = fn.__code__, fn.__name__
     cls = fn.__annotations__.get(code.co_varnames[0]) if code.co_argcount else None
     if not isinstance(cls, type):
