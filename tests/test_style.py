@@ -1,7 +1,7 @@
 """House style of the package: short lines, one statement per line, and methods that know their class.
 
 `farmer_nb/*.py` is generated from the notebooks by nbdev; these checks read the generated files, so a
-fix belongs in the notebook cell the line came from (its `# %% ../nbs/NB.ipynb #id` marker names it)."""
+fix belongs in the notebook cell the line came from (its `# %% ../nbs/NN_name.ipynb #id` marker names it)."""
 import importlib, inspect, io, tokenize
 from pathlib import Path
 
@@ -45,7 +45,7 @@ def test_one_statement_per_line(path):
 def test_the_checks_catch_what_they_should(tmp_path):
     "A long line and a `;` are found; a `;` inside a string or a comment is not a separator."
     f = tmp_path/'m.py'
-    f.write_text("# %% ../nbs/x.ipynb #0\nx = 1; y = 2\ns = 'a; b'  # c; d\n" + 'z = ' + '1' * 100 + '\n')
+    f.write_text("# %% ../nbs/02_flow.ipynb #0\nx = 1; y = 2\ns = 'a; b'  # c; d\n" + 'z = ' + '1' * 100 + '\n')
     assert statement_separators(f) == [2]
     assert [n for n, l in code_lines(f) if len(l) > MAX_LINE] == [4]
 
