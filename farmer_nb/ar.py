@@ -13,119 +13,137 @@ import torch
 import torch.nn as nn
 from .transformer import Transformer
 from .gmm import GMM, GMMHead, NoiseBank, rand, randn, inverse_cdf, check_scale, MAX_SCALE
+from .utils import patch
 
 # %% ../nbs/04_ar.ipynb #5c4bed73
 class ARPrior(nn.Module):
-    "FARMER's AR prior: class prefix ×M, causal transformer over Z^I, a GMM per informative token, one shared GMM for Z^R."
-    def __init__(self, N, d_I, d_R, num_classes=10, width=256, depth=4, head_dim=64, M=8, K_I=16, K_R=32, redundant='gmm'):
+    """FARMER's AR prior: class prefix ×M, a causal transformer over Z^I, a GMM per informative
+    token, one shared GMM for Z^R."""
+    def __init__(self, N, d_I, d_R, num_classes=10, width=256, depth=4, head_dim=64, M=8, K_I=16,
+                 K_R=32, redundant='gmm'):
         super().__init__()
-        if redundant not in ('gmm', 'normal'): raise ValueError(f"redundant: expected 'gmm' or 'normal', got {redundant!r}")
-        self.N, self.d_I, self.d_R, self.M, self.num_classes, self.redundant = N, d_I, d_R, M, num_classes, redundant
-        self.class_emb = nn.Embedding(num_classes + 1, width)                        # last row: the null label
-        self.pos_emb = nn.Parameter(0.02 * torch.randn(1, M + N, width))             # (1, M+N, width)
+        if redundant not in ('gmm', 'normal'):
+            raise ValueError(f"redundant: expected 'gmm' or 'normal', got {redundant!r}")
+        self.N, self.d_I, self.d_R, self.M = N, d_I, d_R, M
+        self.num_classes, self.redundant = num_classes, redundant
+        self.class_emb = nn.Embedding(num_classes + 1, width)           # last row: the null label
+        self.pos_emb = nn.Parameter(0.02 * torch.randn(1, M + N, width))    # (1, M+N, width)
         self.embed = nn.Linear(d_I, width)
         self.transformer = Transformer(width, depth, head_dim, causal=True)
         self.head_I = GMMHead(width, d_I, K_I)
         self.head_R = GMMHead(width, d_R, K_R) if d_R and redundant == 'gmm' else None
 
     def inputs(self, z_I, c, start=0):
-        "Transformer inputs from position `start`: the class prefix (if start < M) then E(z_I); (B, T, width)."
-        parts = [self.class_emb(c)[:, None].expand(-1, self.M - start, -1)] if start < self.M else []
+        "Transformer inputs from position `start`: class prefix (if start < M), E(z_I): (B, T, W)."
+        parts = []
+        if start < self.M: parts.append(self.class_emb(c)[:, None].expand(-1, self.M - start, -1))
         if z_I is not None and z_I.shape[1]: parts.append(self.embed(z_I))
         h = torch.cat(parts, 1)
         return h + self.pos_emb[:, start:start + h.shape[1]]
 
 # %% ../nbs/04_ar.ipynb #5797a7f3
-def _ar_forward(self, z_I, c):
-    "Mixtures for Z^I (B, N, d_I) given labels c (B,): (GMM over (B, N), shared GMM over (B,) or None)."
+@patch
+def forward(self: ARPrior, z_I, c):
+    "Mixtures for Z^I (B, N, d_I) given labels c (B,): (GMM over (B, N), shared GMM (B,) or None)."
     h = self.transformer(self.inputs(z_I, c))                          # (B, M+N, width)
-    g_I = self.head_I(h[:, self.M - 1:self.M - 1 + self.N])           # G_i from the position before z_i
-    g_R = self.head_R(h[:, -1]) if self.head_R is not None else None  # G_{N+1} from the position of z_N
+    g_I = self.head_I(h[:, self.M - 1:self.M - 1 + self.N])   # G_i from the position before z_i
+    g_R = self.head_R(h[:, -1]) if self.head_R is not None else None   # G_{N+1}: position of z_N
     return g_I, g_R
 
-def _ar_log_prob(self, z_I, z_R, c):
+@patch
+def log_prob(self: ARPrior, z_I, z_R, c):
     "log p(Z^I, Z^R | c) per sample: (B,), fp32."
     g_I, g_R = self(z_I, c)
     lp = g_I.log_prob(z_I).sum(1)                                      # (B,)
-    if self.d_R:
-        if g_R is not None: lp = lp + g_R.log_prob(z_R.transpose(0, 1)).sum(0)    # (N, B) → (B,): i.i.d. given Z^I
-        else: lp = lp - 0.5 * (z_R.to(lp.dtype).pow(2) + math.log(2 * math.pi)).flatten(1).sum(1)
-    return lp
-
-ARPrior.forward, ARPrior.log_prob = _ar_forward, _ar_log_prob
+    if not self.d_R: return lp
+    if g_R is not None:                               # i.i.d. given Z^I: (N, B) → (B,)
+        return lp + g_R.log_prob(z_R.transpose(0, 1)).sum(0)
+    return lp - 0.5 * (z_R.to(lp.dtype).pow(2) + math.log(2 * math.pi)).flatten(1).sum(1)
 
 # %% ../nbs/04_ar.ipynb #8d652e6b
+@patch
 @torch.no_grad()
-def _ar_sample(self, c, T_pi=1.0, T_sigma=1.0, gamma=1.0, generator=None, use_cache=True, rule=None):
-    "Draw (Z^I (B, N, d_I), Z^R (B, N, d_R)) for labels c (B,); a guidance `rule` decodes a null-label stream alongside."
+def sample(self: ARPrior, c, T_pi=1.0, T_sigma=1.0, gamma=1.0, generator=None, use_cache=True,
+           rule=None):
+    """Draw (Z^I (B, N, d_I), Z^R (B, N, d_R)) for labels c (B,); with a guidance `rule`, a
+    null-label stream is decoded alongside."""
     B, dev = c.shape[0], c.device
     dtype = self.pos_emb.dtype
     for name, v in dict(T_pi=T_pi, T_sigma=T_sigma, gamma=gamma).items():
         check_scale(v, name, MAX_SCALE)
     if rule is not None and (T_pi != 1.0 or T_sigma != 1.0):
-        raise ValueError("T_pi, T_sigma: with a guidance rule, set the sampling temperatures on the rule")
-    if rule is not None: c = torch.cat([c, torch.full_like(c, self.num_classes)])   # (2B,): conditional, then unconditional
-    def draw(g, n=None):                                                            # g: mixtures for the whole (1 or 2)·B batch
+        raise ValueError("T_pi, T_sigma: with a guidance rule, set the sampling temperatures on "
+                         "the rule")
+    if rule is not None:                              # (2B,): conditional, then unconditional
+        c = torch.cat([c, torch.full_like(c, self.num_classes)])
+    def draw(g, n=None):                              # g: mixtures for the whole (1 or 2)·B batch
         if rule is None: return g.temper(T_pi, T_sigma).sample(n=n, generator=generator)
         return rule(g[:B], g[B:], n=n, generator=generator)
-    z_I = torch.zeros(len(c), self.N, self.d_I, device=dev, dtype=dtype)           # (B or 2B, N, d_I)
-    caches = self.transformer.make_caches(len(c), self.M + self.N, dev, dtype) if use_cache else None
-    h = self.transformer(self.inputs(None, c), caches)[:, -1]                       # (B or 2B, width) at position M−1
+    z_I = torch.zeros(len(c), self.N, self.d_I, device=dev, dtype=dtype)   # (B or 2B, N, d_I)
+    caches = None
+    if use_cache: caches = self.transformer.make_caches(len(c), self.M + self.N, dev, dtype)
+    h = self.transformer(self.inputs(None, c), caches)[:, -1]     # (B or 2B, width) at position M−1
     for i in range(self.N):
-        z = draw(self.head_I(h)).to(dtype)                                          # (B, d_I)
-        z_I[:, i] = z if rule is None else torch.cat([z, z])                        # both streams share the history
-        if use_cache: h = self.transformer(self.inputs(z_I[:, i:i + 1], c, self.M + i), caches)[:, -1]
-        else: h = self.transformer(self.inputs(z_I[:, :i + 1], c))[:, -1]
+        z = draw(self.head_I(h)).to(dtype)                           # (B, d_I)
+        z_I[:, i] = z if rule is None else torch.cat([z, z])         # both streams: one history
+        if use_cache:
+            h = self.transformer(self.inputs(z_I[:, i:i + 1], c, self.M + i), caches)[:, -1]
+        else:
+            h = self.transformer(self.inputs(z_I[:, :i + 1], c))[:, -1]
     z_I = z_I[:B]
     if not self.d_R: return z_I, z_I.new_zeros(B, self.N, 0)
     if self.head_R is not None:
         g_R = self.head_R(h)
-        g_R = GMM(g_R.logits, g_R.mu, g_R.log_sigma + (math.log(gamma) if gamma > 0 else -math.inf))   # redundant std × gamma
-        z_R = draw(g_R, n=self.N).transpose(0, 1)                                   # (B, N, d_R)
+        log_gamma = math.log(gamma) if gamma > 0 else -math.inf
+        g_R = GMM(g_R.logits, g_R.mu, g_R.log_sigma + log_gamma)    # redundant std × gamma
+        z_R = draw(g_R, n=self.N).transpose(0, 1)                    # (B, N, d_R)
     else: z_R = T_sigma * gamma * randn((B, self.N, self.d_R), generator, dev, dtype)
-    return z_I, z_R.to(dtype)                                                        # (B, N, d_I), (B, N, d_R)
-
-ARPrior.sample = _ar_sample
+    return z_I, z_R.to(dtype)                                        # (B, N, d_I), (B, N, d_R)
 
 # %% ../nbs/04_ar.ipynb #4a68df9d
-def _ar_draw_noise(self, B, generator=None):
-    "Every random number of one decode of B samples, in float32: u_I (B, N), eps_I (B, N, d_I), and u_R (B, N), eps_R (B, N, d_R) where used."
+@patch
+def draw_noise(self: ARPrior, B, generator=None):
+    """Every random number of one decode of B samples, in float32: u_I (B, N), eps_I (B, N, d_I),
+    and u_R (B, N), eps_R (B, N, d_R) where used."""
     dev, N = self.pos_emb.device, self.N
-    if isinstance(generator, NoiseBank):                                  # token by token, in `sample`'s order
-        draws = [(rand((B, 1), generator, dev), randn((B, 1, self.d_I), generator, dev)) for _ in range(N)]
-        u_I, eps_I = (torch.cat(t, 1) for t in zip(*draws))               # (B, N), (B, N, d_I)
+    if isinstance(generator, NoiseBank):                  # token by token, in `sample`'s order
+        draws = [(rand((B, 1), generator, dev), randn((B, 1, self.d_I), generator, dev))
+                 for _ in range(N)]
+        u_I, eps_I = (torch.cat(t, 1) for t in zip(*draws))           # (B, N), (B, N, d_I)
     else: u_I, eps_I = rand((B, N), generator, dev), randn((B, N, self.d_I), generator, dev)
     noise = dict(u_I=u_I, eps_I=eps_I)
-    if self.head_R is not None: noise['u_R'] = rand((B, N), generator, dev)               # (B, N)
-    if self.d_R: noise['eps_R'] = randn((B, N, self.d_R), generator, dev)                 # (B, N, d_R)
+    if self.head_R is not None: noise['u_R'] = rand((B, N), generator, dev)          # (B, N)
+    if self.d_R: noise['eps_R'] = randn((B, N, self.d_R), generator, dev)            # (B, N, d_R)
     return noise
 
 def _draw_given(g, u, eps):
-    "z (..., d) from mixtures g of batch shape (...) given uniforms u (...) and normals eps (..., d): `GMM.sample`'s arithmetic."
-    probs = torch.softmax(g.logits.float(), -1).expand(*u.shape, g.K)                      # (..., K)
+    """z (..., d) from mixtures g of batch shape (...) given uniforms u (...) and normals
+    eps (..., d): `GMM.sample`'s arithmetic."""
+    probs = torch.softmax(g.logits.float(), -1).expand(*u.shape, g.K)                 # (..., K)
     return g.draw_at(inverse_cdf(probs, u), eps)
 
-ARPrior.draw_noise = _ar_draw_noise
-
 # %% ../nbs/04_ar.ipynb #b70ae1ad
+@patch
 @torch.no_grad()
-def _ar_sample_from_noise(self, c, noise, T_pi=1.0, T_sigma=1.0, gamma=1.0):
-    "`sample` for labels c (B,) on the numbers of `draw_noise`: (Z^I (B, N, d_I), Z^R (B, N, d_R)); no generator, no host sync."
+def sample_from_noise(self: ARPrior, c, noise, T_pi=1.0, T_sigma=1.0, gamma=1.0):
+    """`sample` for labels c (B,) on the numbers of `draw_noise`: (Z^I (B, N, d_I),
+    Z^R (B, N, d_R)); no generator, no host sync."""
     B, dev, dtype = c.shape[0], c.device, self.pos_emb.dtype
     for name, v in dict(T_pi=T_pi, T_sigma=T_sigma, gamma=gamma).items():
         check_scale(v, name, MAX_SCALE)
-    z_I = torch.zeros(B, self.N, self.d_I, device=dev, dtype=dtype)                 # (B, N, d_I)
+    z_I = torch.zeros(B, self.N, self.d_I, device=dev, dtype=dtype)             # (B, N, d_I)
     caches = self.transformer.make_caches(B, self.M + self.N, dev, dtype)
-    h = self.transformer(self.inputs(None, c), caches)[:, -1]                       # (B, width) at position M−1
+    h = self.transformer(self.inputs(None, c), caches)[:, -1]                   # (B, width) at M−1
     for i in range(self.N):
         g = self.head_I(h).temper(T_pi, T_sigma)
-        z_I[:, i] = _draw_given(g, noise['u_I'][:, i], noise['eps_I'][:, i]).to(dtype)    # (B, d_I)
+        z = _draw_given(g, noise['u_I'][:, i], noise['eps_I'][:, i])
+        z_I[:, i] = z.to(dtype)                                                 # (B, d_I)
         h = self.transformer(self.inputs(z_I[:, i:i + 1], c, self.M + i), caches)[:, -1]
     if not self.d_R: return z_I, z_I.new_zeros(B, self.N, 0)
     if self.head_R is None: return z_I, T_sigma * gamma * noise['eps_R'].to(dtype)
     g = self.head_R(h)
-    g = GMM(g.logits, g.mu, g.log_sigma + (math.log(gamma) if gamma > 0 else -math.inf)).temper(T_pi, T_sigma)   # std × gamma
-    g = GMM(g.logits[:, None], g.mu[:, None], g.log_sigma[:, None])                 # batch shape (B, 1): shared by the N draws
-    return z_I, _draw_given(g, noise['u_R'], noise['eps_R']).to(dtype)             # (B, N, d_I), (B, N, d_R)
-
-ARPrior.sample_from_noise = _ar_sample_from_noise
+    log_gamma = math.log(gamma) if gamma > 0 else -math.inf
+    g = GMM(g.logits, g.mu, g.log_sigma + log_gamma).temper(T_pi, T_sigma)      # std × gamma
+    g = GMM(g.logits[:, None], g.mu[:, None], g.log_sigma[:, None])   # batch (B, 1): for N draws
+    z_R = _draw_given(g, noise['u_R'], noise['eps_R'])
+    return z_I, z_R.to(dtype)                                         # (B, N, d_I), (B, N, d_R)

@@ -28,22 +28,28 @@ def read_idx(path):
     path = Path(path)
     with (gzip.open if path.suffix == '.gz' else open)(path, 'rb') as f: raw = f.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path}: not an IDX file (first bytes {raw[:4].hex()}, expected 00 00 <type code> <rank>)")
+        raise ValueError(f"{path}: not an IDX file (first bytes {raw[:4].hex()}, "
+                         f"expected 00 00 <type code> <rank>)")
     dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
     offset = 4 + 4 * ndim
-    if len(raw) < offset: raise ValueError(f"{path}: IDX header truncated ({len(raw)} bytes, rank {ndim})")
+    if len(raw) < offset:
+        raise ValueError(f"{path}: IDX header truncated ({len(raw)} bytes, rank {ndim})")
     shape = struct.unpack(f'>{ndim}I', raw[4:offset])
     n_bytes = math.prod(shape) * dtype.itemsize
     if len(raw) - offset != n_bytes:
-        raise ValueError(f"{path}: header says shape {shape} ({n_bytes} bytes) but the file holds {len(raw) - offset} data bytes")
+        raise ValueError(f"{path}: header says shape {shape} ({n_bytes} bytes) but the file holds "
+                         f"{len(raw) - offset} data bytes")
     return np.frombuffer(raw, dtype, offset=offset).reshape(shape).astype(dtype.newbyteorder('='))
 
 # %% ../nbs/00_data.ipynb #3d289909
 def write_idx(path, a):
     "Write the numpy array `a` as an IDX file (gzipped if `path` ends in `.gz`)."
     a, path = np.asarray(a), Path(path)
-    code = {np.dtype(v).newbyteorder('='): k for k, v in _IDX_DTYPES.items()}.get(a.dtype.newbyteorder('='))
-    if code is None: raise TypeError(f"a: dtype {a.dtype} has no IDX type code (use uint8, int8, int16, int32, float32 or float64)")
+    codes = {np.dtype(v).newbyteorder('='): k for k, v in _IDX_DTYPES.items()}
+    code = codes.get(a.dtype.newbyteorder('='))
+    if code is None:
+        raise TypeError(f"a: dtype {a.dtype} has no IDX type code (use uint8, int8, int16, int32, "
+                        f"float32 or float64)")
     header = bytes([0, 0, code, a.ndim]) + struct.pack(f'>{a.ndim}I', *a.shape)
     data = header + a.astype(np.dtype(_IDX_DTYPES[code])).tobytes()
     with (gzip.open if path.suffix == '.gz' else open)(path, 'wb') as f: f.write(data)
@@ -54,23 +60,34 @@ _SPLIT_FILES = {'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte
 
 DATASETS = {
     'fashion_mnist': dict(
-        title='Fashion-MNIST', debian='/usr/share/datasets/fashion-mnist', debian_pkg='dataset-fashion-mnist',
+        title='Fashion-MNIST', debian='/usr/share/datasets/fashion-mnist',
+        debian_pkg='dataset-fashion-mnist',
         urls=['https://fashion-mnist.s3.eu-central-1.amazonaws.com/',
               'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'],
-        sha256={'train-images-idx3-ubyte.gz': '3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84',
-                'train-labels-idx1-ubyte.gz': 'a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845',
-                't10k-images-idx3-ubyte.gz': '346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073',
-                't10k-labels-idx1-ubyte.gz': '67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5'},
+        sha256={
+            'train-images-idx3-ubyte.gz':
+                '3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84',
+            'train-labels-idx1-ubyte.gz':
+                'a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845',
+            't10k-images-idx3-ubyte.gz':
+                '346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073',
+            't10k-labels-idx1-ubyte.gz':
+                '67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5'},
         classes=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
                  'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')),
     'mnist': dict(
         title='MNIST', debian=None, debian_pkg=None,
         urls=['https://ossci-datasets.s3.amazonaws.com/mnist/',
               'https://storage.googleapis.com/cvdf-datasets/mnist/'],
-        sha256={'train-images-idx3-ubyte.gz': '440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609',
-                'train-labels-idx1-ubyte.gz': '3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c',
-                't10k-images-idx3-ubyte.gz': '8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6',
-                't10k-labels-idx1-ubyte.gz': 'f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6'},
+        sha256={
+            'train-images-idx3-ubyte.gz':
+                '440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609',
+            'train-labels-idx1-ubyte.gz':
+                '3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c',
+            't10k-images-idx3-ubyte.gz':
+                '8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6',
+            't10k-labels-idx1-ubyte.gz':
+                'f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6'},
         classes=tuple('0123456789')),
 }
 
@@ -81,7 +98,8 @@ def cache_dir():
 
 def data_search_path(name, root=None):
     "Folders searched, in order, for the dataset `name`."
-    if name not in DATASETS: raise ValueError(f"name: unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+    if name not in DATASETS:
+        raise ValueError(f"name: unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
     dirs = [Path(root), Path(root)/name] if root is not None else []
     if os.environ.get('FARMER_DATA'): dirs.append(Path(os.environ['FARMER_DATA'])/name)
     if DATASETS[name]['debian']: dirs.append(Path(DATASETS[name]['debian']))
@@ -100,19 +118,24 @@ def sha256_file(path):
     return h.hexdigest()
 
 def download_dataset(name, dest=None, timeout=20):
-    "Download the IDX files of `name` into `dest` (default: the cache), verifying SHA-256; returns the folder."
+    "Download the IDX files of `name` into `dest` (default: the cache), checking SHA-256; → dest."
     spec, dest = DATASETS[name], Path(dest or cache_dir()/name)
     dest.mkdir(parents=True, exist_ok=True)
     for fname, sha in spec['sha256'].items():
         if (dest/fname).is_file() and sha256_file(dest/fname) == sha: continue
         errors = []
         for base in spec['urls']:
-            fd, tmp = tempfile.mkstemp(dir=dest, suffix='.part'); os.close(fd)
+            fd, tmp = tempfile.mkstemp(dir=dest, suffix='.part')
+            os.close(fd)
             try:
-                with urllib.request.urlopen(base + fname, timeout=timeout) as r, open(tmp, 'wb') as f: f.write(r.read())
+                url = base + fname
+                with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, 'wb') as f:
+                    f.write(r.read())
                 got = sha256_file(tmp)
-                if got != sha: raise IOError(f"SHA-256 mismatch for {fname}: got {got}, expected {sha}")
-                os.replace(tmp, dest/fname); break
+                if got != sha:
+                    raise IOError(f"SHA-256 mismatch for {fname}: got {got}, expected {sha}")
+                os.replace(tmp, dest/fname)
+                break
             except Exception as e: errors.append(f"{base}{fname}: {e}")
             finally:
                 if os.path.exists(tmp): os.remove(tmp)
@@ -121,8 +144,9 @@ def download_dataset(name, dest=None, timeout=20):
 
 # %% ../nbs/00_data.ipynb #faf1ac74
 def find_idx_files(name, split='train', root=None, download=True):
-    "Paths of the (images, labels) IDX files of `split`, searching the folders of `data_search_path`."
-    if split not in _SPLIT_FILES: raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    "Paths of the (images, labels) IDX files of `split`, searched for in `data_search_path`."
+    if split not in _SPLIT_FILES:
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
     dirs = data_search_path(name, root)
     for d in dirs:
         found = [_find(d, f) for f in _SPLIT_FILES[split]]
@@ -134,12 +158,15 @@ def find_idx_files(name, split='train', root=None, download=True):
             return tuple(d/f for f in _SPLIT_FILES[split])
         except Exception as e: why = f"download failed: {e}"
     spec = DATASETS[name]
-    hints = [f"sudo apt-get install {spec['debian_pkg']}   (Debian/Ubuntu package)"] if spec['debian_pkg'] else []
+    hints = []
+    if spec['debian_pkg']:
+        hints.append(f"sudo apt-get install {spec['debian_pkg']}   (Debian/Ubuntu package)")
     hints += [f"put the files {', '.join(_SPLIT_FILES[split])} in one of the folders above",
               f"or set FARMER_DATA=/some/folder and put them in /some/folder/{name}",
               f"or download them yourself from {spec['urls'][0]}"]
-    raise FileNotFoundError(f"{spec['title']} ({split}) not found. Searched:\n  " + "\n  ".join(map(str, dirs)) +
-                            f"\n({why})\nTo get the data:\n  " + "\n  ".join(hints))
+    raise FileNotFoundError(f"{spec['title']} ({split}) not found. Searched:\n  "
+                            + "\n  ".join(map(str, dirs))
+                            + f"\n({why})\nTo get the data:\n  " + "\n  ".join(hints))
 
 # %% ../nbs/00_data.ipynb #1b0bf890
 class IDXDataset(Dataset):
@@ -150,14 +177,16 @@ class IDXDataset(Dataset):
         img_path, lbl_path = find_idx_files(self.name, split, root, download)
         images, labels = read_idx(img_path), read_idx(lbl_path)
         if images.ndim != 3 or images.dtype != np.uint8 or labels.shape != images.shape[:1]:
-            raise ValueError(f"{img_path}: expected uint8 images (n, H, W) with n labels, got {images.dtype} "
-                             f"{images.shape} and labels {labels.shape}")
+            raise ValueError(f"{img_path}: expected uint8 images (n, H, W) with n labels, "
+                             f"got {images.dtype} {images.shape} and labels {labels.shape}")
         self.images = torch.from_numpy(images.copy()).unsqueeze(1)   # (n, 1, H, W) uint8
         self.labels = torch.from_numpy(labels.astype(np.int64))      # (n,)
         self.classes, self.paths = DATASETS[self.name]['classes'], (img_path, lbl_path)
     def __len__(self): return len(self.labels)
     def __getitem__(self, i): return self.images[i], self.labels[i]
-    def __repr__(self): return f"{type(self).__name__}(split={self.split!r}, n={len(self)}, from {self.paths[0].parent})"
+    def __repr__(self):
+        name, folder = type(self).__name__, self.paths[0].parent
+        return f"{name}(split={self.split!r}, n={len(self)}, from {folder})"
 
 class FashionMNIST(IDXDataset):
     "Fashion-MNIST (Xiao et al. 2017): 28×28 grey clothing images in 10 classes."
@@ -169,7 +198,8 @@ class MNIST(IDXDataset):
 
 # %% ../nbs/00_data.ipynb #597bf986
 class ImageFolder(Dataset):
-    "PNG/JPEG images under `root` (sub-folders are classes) as `images` (n, C, size, size) uint8 and `labels`."
+    """PNG/JPEG images under `root` (sub-folders are classes) as `images` (n, C, size, size) uint8
+    and `labels`."""
     exts = ('.png', '.jpg', '.jpeg')
     def __init__(self, root, size=32, channels=3):
         from PIL import Image
@@ -182,11 +212,14 @@ class ImageFolder(Dataset):
             try: im = Image.open(p).convert('L' if channels == 1 else 'RGB')
             except OSError as e:
                 raise ValueError(f"root: {p} is not a readable PNG/JPEG image ({e})") from None
-            s = min(im.size); l, t = (im.width - s) // 2, (im.height - s) // 2
+            s = min(im.size)                                        # the centred square
+            l, t = (im.width - s) // 2, (im.height - s) // 2
             im = im.crop((l, t, l + s, t + s)).resize((size, size), Image.BICUBIC)
             return np.asarray(im, dtype=np.uint8).reshape(size, size, channels)
-        self.images = torch.from_numpy(np.stack([load(p) for p in files])).permute(0, 3, 1, 2).contiguous()  # (n, C, s, s)
-        self.labels = torch.tensor([self.classes.index(str(p.parent.relative_to(root))) for p in files])    # (n,)
+        stack = np.stack([load(p) for p in files])                  # (n, s, s, C)
+        self.images = torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()   # (n, C, s, s)
+        classes = [str(p.parent.relative_to(root)) for p in files]
+        self.labels = torch.tensor([self.classes.index(k) for k in classes])     # (n,)
         self.files = files
     def __len__(self): return len(self.labels)
     def __getitem__(self, i): return self.images[i], self.labels[i]
@@ -195,9 +228,11 @@ class ImageFolder(Dataset):
 EMOJI64 = dict(
     version='16.0.0',
     packages={   # vendor: (npm package, npm's published integrity of its 16.0.0 tarball)
-        'google': ('emoji-datasource-google', 'sha512-ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l'
+        'google': ('emoji-datasource-google',
+                   'sha512-ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l'
                    '88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A=='),
-        'twitter': ('emoji-datasource-twitter', 'sha512-7F+uCuHH+7Qnrc15P5tnbvKkg9E6tlzi4MnT2uW1RlN4pLYT'
+        'twitter': ('emoji-datasource-twitter',
+                    'sha512-7F+uCuHH+7Qnrc15P5tnbvKkg9E6tlzi4MnT2uW1RlN4pLYT'
                     'za6cP/dstIfSDMtpjFLWuZewWg8jBbuL2eyELQ==')},
     licences={'google': 'Noto Emoji images: Apache-2.0', 'twitter': 'Twemoji graphics: CC-BY-4.0'},
     classes=('Smileys & Emotion', 'People & Body', 'Animals & Nature', 'Food & Drink',
@@ -236,7 +271,7 @@ def npm_pack(vendor, dest):
 
 # %% ../nbs/00_data.ipynb #d8b4e96e
 def find_emoji_tarballs(root=None, fetch=True):
-    "{vendor: path} of the two tarballs, integrity-checked; `npm pack` fetches missing ones if `fetch`."
+    "{vendor: path} of both tarballs, integrity-checked; if `fetch`, `npm pack` gets missing ones."
     dirs, found = emoji_search_path(root), {}
     for vendor, (pkg, integrity) in EMOJI64['packages'].items():
         path = next((d/emoji_tarball(vendor) for d in dirs if (d/emoji_tarball(vendor)).is_file()),
@@ -248,12 +283,14 @@ def find_emoji_tarballs(root=None, fetch=True):
                 f"Emoji64: {emoji_tarball(vendor)} not found. Searched:\n  "
                 + "\n  ".join(map(str, dirs))
                 + "\nTo get the data (136 MB, once), with npm (Node.js):\n  npm pack "
-                f"emoji-datasource-google@16.0.0 emoji-datasource-twitter@16.0.0 --pack-destination {dirs[-1]}\n"
+                "emoji-datasource-google@16.0.0 emoji-datasource-twitter@16.0.0 "
+                f"--pack-destination {dirs[-1]}\n"
                 "or put the two .tgz files in one of the folders above")
         got = npm_integrity(path)
         if got != integrity:
             raise IOError(f"{path}: integrity mismatch (SHA-512 {got[7:29]}…, published "
-                          f"{integrity[7:29]}…): a corrupted or different file; delete it and fetch it again")
+                          f"{integrity[7:29]}…): a corrupted or different file; delete it and "
+                          "fetch it again")
         found[vendor] = path
     return found
 
@@ -266,7 +303,8 @@ def rgb_on_white(png):
     return np.round(a[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)          # (H, W, 3)
 
 def read_emoji_tarball(path, vendor):
-    "Every emoji of one vendor's tarball but `Component`: images (n, 64, 64, 3), category, id, skin tone, order."
+    """Every emoji of one vendor's tarball but `Component`: images (n, 64, 64, 3), category, id,
+    skin tone, order."""
     rows = []
     with tarfile.open(path) as tf:
         for e in json.load(tf.extractfile('package/emoji.json')):
@@ -285,7 +323,7 @@ def read_emoji_tarball(path, vendor):
 
 # %% ../nbs/00_data.ipynb #2d9fabef
 def fake_emoji_tarball(path, vendor, n_per_class=3, seed=0):
-    "A small tarball laid out like `emoji-datasource-<vendor>`: flat discs, a third with 2 skin tones."
+    "A small tarball laid out like `emoji-datasource-<vendor>`: flat discs, a third with 2 skins."
     from PIL import Image
     rng, meta, files = np.random.default_rng(seed), [], {}
     yx = np.mgrid[:64, :64] - 31.5
@@ -296,13 +334,15 @@ def fake_emoji_tarball(path, vendor, n_per_class=3, seed=0):
             names = [uid.lower()] + [f'{uid.lower()}-1f3f{t}' for t in 'bc'][:len(colours) - 1]
             for name, col in zip(names, colours):
                 rgba = np.zeros((64, 64, 4), np.uint8)
-                rgba[(yx ** 2).sum(0) < (10 + 4 * k) ** 2] = (*col, 255)  # a disc, transparent around
+                disc = (yx ** 2).sum(0) < (10 + 4 * k) ** 2
+                rgba[disc] = (*col, 255)                            # transparent around
                 buf = io.BytesIO()
                 Image.fromarray(rgba, 'RGBA').save(buf, 'PNG')
                 files[f'package/img/{vendor}/64/{name}.png'] = buf.getvalue()
             skins = {n[-5:].upper(): dict(unified=n.upper(), image=f'{n}.png') for n in names[1:]}
+            extra = dict(skin_variations=skins) if skins else {}
             meta.append(dict(unified=uid, image=f'{names[0]}.png', category=cat,
-                             sort_order=100 * k + j, **(dict(skin_variations=skins) if skins else {})))
+                             sort_order=100 * k + j, **extra))
     files['package/emoji.json'] = json.dumps(meta).encode()
     with tarfile.open(path, 'w:gz') as tf:
         for name, data in files.items():
@@ -313,24 +353,25 @@ def fake_emoji_tarball(path, vendor, n_per_class=3, seed=0):
 
 # %% ../nbs/00_data.ipynb #9a0aee24
 def emoji_test_split(category, ids, order):
-    "Test mask (n,): per category, every 10th emoji in Unicode order (5, 15, …) with all its images."
+    "Test mask (n,): per category, every 10th emoji in Unicode order (5, 15, …), all its images."
     test = np.zeros(len(ids), dtype=bool)
     for cat in np.unique(category):
         rows = np.flatnonzero(category == cat)
         first = {}
         for r in rows:
             first.setdefault(ids[r], order[r])
-        ranked = sorted(first, key=first.get)                  # this category's emoji, Unicode order
+        ranked = sorted(first, key=first.get)           # this category's emoji, Unicode order
         held = [e for k, e in enumerate(ranked) if k % 10 == 5]
         test[rows] = np.isin(ids[rows], held)
     return test
 
 # %% ../nbs/00_data.ipynb #7e0ebc99
 def build_emoji64(tarballs):
-    "Decode both vendors' tarballs {vendor: path} into one table of arrays (`load_emoji64` caches it)."
+    "Decode both vendors' tarballs {vendor: path} into one table of arrays (`load_emoji64` caches)."
     parts = [read_emoji_tarball(tarballs[v], v) for v in sorted(tarballs)]
     cat = np.concatenate([p['category'] for p in parts])
-    images = np.concatenate([p['images'] for p in parts]).transpose(0, 3, 1, 2).copy()  # (n, 3, 64, 64)
+    images = np.concatenate([p['images'] for p in parts])              # (n, 64, 64, 3)
+    images = images.transpose(0, 3, 1, 2).copy()                       # (n, 3, 64, 64)
     vendor = [np.full(len(p['id']), v) for v, p in zip(sorted(tarballs), parts)]
     table = dict(images=images, vendor=np.concatenate(vendor),
                  label=np.array([EMOJI64['classes'].index(c) for c in cat], dtype=np.int64),
@@ -340,7 +381,7 @@ def build_emoji64(tarballs):
     return table
 
 def load_emoji64(root=None, fetch=True):
-    "The Emoji64 table: from the cache `emoji64-<version>.npz`, else decoded from the tarballs and cached."
+    "The Emoji64 table: from the cache `emoji64-<version>.npz`, else decoded from the tarballs."
     name = f"emoji64-{EMOJI64['version']}.npz"
     for d in emoji_search_path(root):              # the first folder with the cache or the tarballs
         if (d/name).is_file():
@@ -362,7 +403,7 @@ def load_emoji64(root=None, fetch=True):
 
 # %% ../nbs/00_data.ipynb #b2e5e291
 class Emoji64(Dataset):
-    "Colour emoji, 64×64, 9 categories, split by identity: `images` (n, 3, 64, 64) uint8, `labels` (n,)."
+    "Colour emoji, 64×64, 9 categories, split by identity: `images` (n, 3, 64, 64) uint8, `labels`."
     classes = EMOJI64['classes']
     def __init__(self, split='train', root=None, skin_tones=True, fetch=True):
         if split not in ('train', 'test'):
@@ -380,7 +421,7 @@ class Emoji64(Dataset):
 
 # %% ../nbs/00_data.ipynb #afcb05ad
 class SyntheticImages(Dataset):
-    "Small class-structured uint8 images for tests: class k is a jittered blob at a class-specific place."
+    "Small class-structured uint8 images for tests: class k, a jittered blob at a place of its own."
     def __init__(self, n=512, size=8, channels=1, num_classes=4, seed=0):
         g = torch.Generator().manual_seed(seed)
         self.classes = tuple(f'blob{k}' for k in range(num_classes))
@@ -389,68 +430,92 @@ class SyntheticImages(Dataset):
         centre = size / 2 + size / 4 * torch.stack([angle.cos(), angle.sin()], 1)        # (n, 2)
         centre = centre + 0.5 * torch.randn(n, 2, generator=g)
         r = torch.arange(size) + 0.5
-        d2 = (r[None, :, None] - centre[:, 0, None, None])**2 + (r[None, None, :] - centre[:, 1, None, None])**2
-        blob = 230 * torch.exp(-d2 / (2 * (size / 6)**2))                                 # (n, size, size)
+        dy2 = (r[None, :, None] - centre[:, 0, None, None])**2                  # (n, size, 1)
+        dx2 = (r[None, None, :] - centre[:, 1, None, None])**2                  # (n, 1, size)
+        d2 = dy2 + dx2
+        blob = 230 * torch.exp(-d2 / (2 * (size / 6)**2))                       # (n, size, size)
         tint = 0.6 + 0.4 * torch.rand(n, channels, 1, 1, generator=g)
         noise = 8 * torch.rand(n, channels, size, size, generator=g)
-        self.images = (blob[:, None] * tint + noise).round().clamp(0, 255).to(torch.uint8)  # (n, C, size, size)
+        pixels = (blob[:, None] * tint + noise).round().clamp(0, 255)
+        self.images = pixels.to(torch.uint8)                                    # (n, C, size, size)
     def __len__(self): return len(self.labels)
     def __getitem__(self, i): return self.images[i], self.labels[i]
 
 # %% ../nbs/00_data.ipynb #e78a83a4
 def check_images(x, shape=None, dtype='uint8', name='x', max_abs=1.5):
-    "Check an image batch (B, C, H, W): `dtype` 'uint8' (pixels 0..255) or 'float' (model units, at most `max_abs` in size)."
-    if not isinstance(x, torch.Tensor): raise TypeError(f"{name}: expected a torch.Tensor of images (B, C, H, W), got {type(x).__name__}")
-    if x.ndim != 4: raise ValueError(f"{name}: expected images of shape (B, C, H, W), got rank {x.ndim} shape {tuple(x.shape)}")
+    """Check an image batch (B, C, H, W): `dtype` 'uint8' (pixels 0..255) or 'float' (model units,
+    at most `max_abs` in size)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor of images (B, C, H, W), "
+                        f"got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"{name}: expected images of shape (B, C, H, W), got rank {x.ndim} "
+                         f"shape {tuple(x.shape)}")
     if x.shape[0] == 0: raise ValueError(f"{name}: empty batch (B = 0)")
     if shape is not None and tuple(x.shape[1:]) != tuple(shape):
-        raise ValueError(f"{name}: expected images (B, C, H, W) with (C, H, W) = {tuple(shape)}, got {tuple(x.shape[1:])}")
+        raise ValueError(f"{name}: expected images (B, C, H, W) with (C, H, W) = {tuple(shape)}, "
+                         f"got {tuple(x.shape[1:])}")
     if dtype == 'uint8':
-        if x.dtype != torch.uint8: raise TypeError(f"{name}: expected uint8 pixels 0..255, got {x.dtype}"
-                                                   + (" (model-space floats? use the float entry point)" if x.is_floating_point() else ""))
+        if x.dtype != torch.uint8:
+            floats = x.is_floating_point()
+            hint = " (model-space floats? use the float entry point)" if floats else ""
+            raise TypeError(f"{name}: expected uint8 pixels 0..255, got {x.dtype}" + hint)
     else:
-        if not x.is_floating_point(): raise TypeError(f"{name}: expected float images in [-1, 1], got {x.dtype}"
-                                                      + (" (use dequantize() on uint8 pixels first)" if x.dtype == torch.uint8 else ""))
+        if not x.is_floating_point():
+            hint = " (use dequantize() on uint8 pixels first)" if x.dtype == torch.uint8 else ""
+            raise TypeError(f"{name}: expected float images in [-1, 1], got {x.dtype}" + hint)
         if not torch.isfinite(x).all(): raise ValueError(f"{name}: contains NaN or Inf values")
         lo, hi = x.min().item(), x.max().item()
         if lo < -max_abs or hi > max_abs:
-            raise ValueError(f"{name}: expected values in the model's [-1, 1] range (|y| <= {max_abs} allowing for noise), "
+            raise ValueError(f"{name}: expected values in the model's [-1, 1] range "
+                             f"(|y| <= {max_abs} allowing for noise), "
                              f"got [{lo:.3g}, {hi:.3g}]; convert pixels with dequantize()")
     return x
 
 # %% ../nbs/00_data.ipynb #93ffb2db
 def check_labels(labels, num_classes, batch_size=None, name='labels'):
     "Check class labels: an int64-like tensor (B,) with values in [0, num_classes)."
-    if not isinstance(labels, torch.Tensor): raise TypeError(f"{name}: expected a torch.Tensor of class indices, got {type(labels).__name__}")
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor of class indices, "
+                        f"got {type(labels).__name__}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise TypeError(f"{name}: expected integer class indices, got {labels.dtype}")
     if labels.ndim != 1 or (batch_size is not None and labels.shape[0] != batch_size):
-        raise ValueError(f"{name}: expected shape ({batch_size if batch_size is not None else 'B'},), got {tuple(labels.shape)}")
+        B = batch_size if batch_size is not None else 'B'
+        raise ValueError(f"{name}: expected shape ({B},), got {tuple(labels.shape)}")
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"{name}: expected values in [0, {num_classes}), got [{labels.min().item()}, {labels.max().item()}]")
+        raise ValueError(f"{name}: expected values in [0, {num_classes}), "
+                         f"got [{labels.min().item()}, {labels.max().item()}]")
     return labels.long()
 
 # %% ../nbs/00_data.ipynb #72290374
 def dequantize(x, mode='uniform', sigma=0.0, generator=None):
-    "uint8 pixels (B, C, H, W) → model units y = (x + u)/128 − 1; `mode` 'uniform', 'center', 'gaussian' or 'uniform+gaussian' (std `sigma` in y units)."
+    """uint8 pixels (B, C, H, W) → model units y = (x + u)/128 − 1; `mode` 'uniform', 'center',
+    'gaussian' or 'uniform+gaussian' (std `sigma` in y units)."""
     check_images(x)
-    lo = x.float() / 128 - 1                                                           # (B, C, H, W), bin lower edges (exact)
+    lo = x.float() / 128 - 1                       # (B, C, H, W), bin lower edges (exact)
     if mode == 'uniform':
-        hi = torch.nextafter(lo + 1 / 128, lo)                                         # largest fp32 below the upper edge
-        return torch.minimum(lo + torch.rand(x.shape, generator=generator, device=x.device) / 128, hi)
+        hi = torch.nextafter(lo + 1 / 128, lo)     # the largest fp32 below the upper edge
+        u = torch.rand(x.shape, generator=generator, device=x.device)
+        return torch.minimum(lo + u / 128, hi)
     if mode == 'center': return lo + 0.5 / 128
-    if mode == 'gaussian': return lo + 0.5 / 128 + sigma * torch.randn(x.shape, generator=generator, device=x.device)
+    if mode == 'gaussian':
+        eps = torch.randn(x.shape, generator=generator, device=x.device)
+        return lo + 0.5 / 128 + sigma * eps
     if mode == 'uniform+gaussian':
-        return dequantize(x, 'uniform', generator=generator) + sigma * torch.randn(x.shape, generator=generator, device=x.device)
-    raise ValueError(f"mode: expected 'uniform', 'center', 'gaussian' or 'uniform+gaussian', got {mode!r}")
+        y = dequantize(x, 'uniform', generator=generator)
+        return y + sigma * torch.randn(x.shape, generator=generator, device=x.device)
+    raise ValueError(f"mode: expected 'uniform', 'center', 'gaussian' or 'uniform+gaussian', "
+                     f"got {mode!r}")
 
 def quantize(y):
-    "Model units → uint8 pixels: the bin of y, clip(floor(128 y) + 128, 0, 255) (exact in floating point)."
+    "Model units → uint8 pixels: the bin of y, clip(floor(128 y) + 128, 0, 255) (exact in floats)."
     return (torch.floor(128 * y.double()) + 128).clamp(0, 255).to(torch.uint8)
 
 # %% ../nbs/00_data.ipynb #454a60cc
 def nll_to_bpd(nll):
-    "Bits per dimension from the NLL of y in nats/dim, under y = (x + u)/128 − 1 (adds the ln 128 rescaling)."
+    """Bits per dimension from the NLL of y in nats/dim, under y = (x + u)/128 − 1 (adds the ln 128
+    rescaling)."""
     return (nll + math.log(128)) / math.log(2)
 
 # %% ../nbs/00_data.ipynb #d3723d51
@@ -461,8 +526,10 @@ def noise_sigma(tau, sigma_max=0.1, sigma_min=0.005):
 
 # %% ../nbs/00_data.ipynb #d7c34dda
 def patchify(x, p):
-    "Images (B, C, H, W) → tokens (B, N, d): N = HW/p² patches in raster order, each flattened (row, col, channel)."
-    if x.ndim != 4: raise ValueError(f"x: expected images (B, C, H, W), got shape {tuple(x.shape)}")
+    """Images (B, C, H, W) → tokens (B, N, d): N = HW/p² patches in raster order, each flattened
+    (row, col, channel)."""
+    if x.ndim != 4:
+        raise ValueError(f"x: expected images (B, C, H, W), got shape {tuple(x.shape)}")
     B, C, H, W = x.shape
     if H % p or W % p: raise ValueError(f"patch size {p} does not divide the image size {H}×{W}")
     x = x.reshape(B, C, H // p, p, W // p, p)                   # (B, C, h, p, w, p)
@@ -474,6 +541,7 @@ def unpatchify(X, p, shape):
     if H % p or W % p: raise ValueError(f"patch size {p} does not divide the image size {H}×{W}")
     B, N, d = X.shape
     if (N, d) != ((H // p) * (W // p), p * p * C):
-        raise ValueError(f"X: expected (B, {(H // p) * (W // p)}, {p * p * C}) tokens for images {tuple(shape)} at patch {p}, got {tuple(X.shape)}")
+        raise ValueError(f"X: expected (B, {(H // p) * (W // p)}, {p * p * C}) tokens for images "
+                         f"{tuple(shape)} at patch {p}, got {tuple(X.shape)}")
     X = X.reshape(B, H // p, W // p, p, p, C)                   # (B, h, w, p, p, C)
     return X.permute(0, 5, 1, 3, 2, 4).reshape(B, C, H, W)

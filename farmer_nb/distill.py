@@ -17,54 +17,65 @@ from .flow import permute_tokens, upcast, _labels, _shift_right
 from .data import dequantize, patchify, unpatchify, quantize, check_images, check_labels
 from .gmm import NoiseBank
 from .model import prepare_labels
+from .utils import patch
 
 # %% ../nbs/08_distill.ipynb #7b478f88
-def student_block_inverse(blk, z, y=None):
-    "One parallel pass: Z^t (B, N, d) → Ẑ^{t−1} with parameters from a bidirectional pass over Z^t (position i−1 → token i)."
-    zp = permute_tokens(z, blk.reverse)                                       # (B, N, d), block order
-    h = blk.transformer(blk.embed(zp, 0, _labels(blk, y, z.shape[0], z.device)))
-    a, mu = map(_shift_right, blk.params(h))                                 # (B, N, d), fp32
-    with torch.autocast(z.device.type, enabled=False):                       # fp32 affine
-        x = upcast(zp) * torch.exp(a) + mu
+def student_block_inverse(blk, z, c=None):
+    """One parallel pass: Z^t (B, N, d) → Ẑ^{t−1}, with parameters from a bidirectional pass over
+    Z^t (position i−1 → token i); c: labels (B,) or None."""
+    zp = permute_tokens(z, blk.reverse)                              # (B, N, d), block order
+    h = blk.transformer(blk.embed(zp, 0, _labels(blk, c, z.shape[0], z.device)))
+    a, mu = map(_shift_right, blk.params(h))                        # (B, N, d), fp32
+    with torch.autocast(z.device.type, enabled=False):              # fp32 affine
+        x = upcast(zp) * torch.exp(a) + mu                  # ẑ_{t−1,i} = ẑ_{t,i} e^{a_i} + μ_i
     return permute_tokens(x, blk.reverse)
 
 # %% ../nbs/08_distill.ipynb #ae2f36b4
 class Student(nn.Module):
-    "One-pass-per-block approximate inverse of an `AutoregressiveFlow`, initialised from it with bidirectional attention."
+    """One-pass-per-block approximate inverse of an `AutoregressiveFlow`, initialised from it with
+    bidirectional attention."""
     def __init__(self, teacher_flow):
         super().__init__()
         self.flow = copy.deepcopy(teacher_flow)
         for blk in self.flow.blocks:
             for layer in blk.transformer.layers: layer.attn.causal = False
-    def block_inverse(self, t, z, y=None): return student_block_inverse(self.flow.blocks[t], z, y)
-    def inverse(self, z, y=None):
+    def block_inverse(self, t, z, c=None): return student_block_inverse(self.flow.blocks[t], z, c)
+    def inverse(self, z, c=None):
         "Z (B, N, d) → X̂ (B, N, d): n parallel passes instead of n·(N−1) sequential steps."
-        for t in reversed(range(len(self.flow.blocks))): z = self.block_inverse(t, z, y)
+        for t in reversed(range(len(self.flow.blocks))): z = self.block_inverse(t, z, c)
         return z
 
 # %% ../nbs/08_distill.ipynb #8250bb6d
-def distill_loss(student, teacher_flow, X, y=None, s_max=0.3, generator=None):
-    "Algorithm 2 for a batch of tokens X (B, N, d): per-block MSE along the teacher's forward path, averaged over blocks."
+def distill_loss(student, teacher_flow, X, c=None, s_max=0.3, generator=None):
+    """Algorithm 2 for a batch of tokens X (B, N, d): per-block MSE along the teacher's forward
+    path, averaged over blocks."""
+    n = len(teacher_flow.blocks)
     with torch.no_grad():
-        path = [X]
-        for blk in teacher_flow.blocks: path.append(blk(path[-1], y)[0])                # Z_0 … Z_n
-    s = s_max * torch.rand(X.shape[0], 1, 1, generator=generator, device=X.device, dtype=path[-1].dtype)
-    z = path[-1] + s * torch.randn(path[-1].shape, generator=generator, device=X.device, dtype=path[-1].dtype)  # noisy start Ẑ_n
+        path = [X]                                                   # Z_0 = X
+        for blk in teacher_flow.blocks: path.append(blk(path[-1], c)[0])   # Z_t = f_t(Z_{t−1})
+    Z_n = path[-1]
+    like = dict(generator=generator, device=X.device, dtype=Z_n.dtype)
+    s = s_max * torch.rand(X.shape[0], 1, 1, **like)                 # s ~ U[0, s_max] per sample
+    z = Z_n + s * torch.randn(Z_n.shape, **like)                     # Ẑ_n = Z_n + s·ε
     loss = 0.0
-    for t in reversed(range(len(teacher_flow.blocks))):
-        z = student.block_inverse(t, z, y)                                              # fed its own output
-        loss = loss + (z - path[t]).pow(2).mean()
-    return loss / len(teacher_flow.blocks)
+    for t in range(n, 0, -1):                                        # t = n … 1
+        z = student.block_inverse(t - 1, z, c)        # Ẑ_{t−1} = g_t(Ẑ_t): fed its own output
+        loss = loss + (z - path[t - 1]).pow(2).mean()                # mean (Ẑ_{t−1} − Z_{t−1})²
+    return loss / n                                                  # L = (1/n) Σ_t …
 
 # %% ../nbs/08_distill.ipynb #98951ca7
-def distill(model, images, labels=None, epochs=1, batch_size=256, lr=1e-3, s_max=0.0, sigma=0.005, seed=0,
-            log_every=50, progress=True, max_steps=None, init=None):
-    "Train a `Student` for `model.flow` on uint8 images (or go on training `init`); attaches it as `model.student` and returns (student, log)."
+def distill(model, images, labels=None, epochs=1, batch_size=256, lr=1e-3, s_max=0.0,
+            sigma=0.005, seed=0, log_every=50, progress=True, max_steps=None, init=None):
+    """Train a `Student` for `model.flow` on uint8 images (or go on training `init`); attaches it as
+    `model.student` and returns (student, log)."""
     check_images(images, model.cfg.image_shape, 'uint8', 'images')
     if not s_max >= 0: raise ValueError(f"s_max: expected a noise scale >= 0, got {s_max}")
-    if init is not None and not isinstance(init, Student): raise TypeError(f"init: expected a Student, got {type(init).__name__}")
+    if init is not None and not isinstance(init, Student):
+        raise TypeError(f"init: expected a Student, got {type(init).__name__}")
     spe = len(images) // batch_size
-    if spe < 1: raise ValueError(f"batch_size: {batch_size} is larger than the dataset ({len(images)} images)")
+    if spe < 1:
+        raise ValueError(f"batch_size: {batch_size} is larger than the dataset "
+                         f"({len(images)} images)")
     if labels is not None: labels = check_labels(labels, model.cfg.num_classes, len(images))
     dev = model.device
     torch.manual_seed(seed)
@@ -74,14 +85,16 @@ def distill(model, images, labels=None, epochs=1, batch_size=256, lr=1e-3, s_max
     try:
         teacher.eval()
         for p in teacher.parameters(): p.requires_grad_(False)
-        student, log = _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr, s_max, sigma, g, log_every, progress, max_steps, init)
-    finally:                                                                      # the teacher leaves as it came
+        student, log = _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr,
+                                     s_max, sigma, g, log_every, progress, max_steps, init)
+    finally:                                                    # the teacher leaves as it came
         teacher.train(was_training)
         for p, r in zip(teacher.parameters(), frozen): p.requires_grad_(r)
     model.student = student.eval()
     return student, log
 
-def _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr, s_max, sigma, g, log_every, progress, max_steps, init):
+def _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr, s_max, sigma, g,
+                  log_every, progress, max_steps, init):
     from farmer_nb.train import make_optimizer, lr_factor
     dev = model.device
     student = (Student(teacher) if init is None else init).to(dev).train()
@@ -93,29 +106,40 @@ def _distill_loop(model, teacher, images, labels, epochs, batch_size, spe, lr, s
         if step % spe == 0: perm = torch.randperm(len(images), generator=g, device=dev)
         idx = perm[(step % spe) * batch_size:(step % spe + 1) * batch_size].cpu()
         X = patchify(dequantize(images[idx].to(dev), 'gaussian', sigma, g), model.cfg.patch)
-        y = None if labels is None or teacher.blocks[0].class_emb is None else labels[idx].to(dev)   # FARMER's flow: None
-        for group in opt.param_groups: group['lr'] = lr * lr_factor(step, total, min(spe, total // 10))
-        loss = distill_loss(student, teacher, X, y, s_max, g)
-        opt.zero_grad(set_to_none=True); loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0); opt.step()
-        run, run_n = run + loss.detach(), run_n + 1                                   # no host sync per step
+        conditional = labels is not None and teacher.blocks[0].class_emb is not None
+        c = labels[idx].to(dev) if conditional else None                # FARMER's flow: None
+        for group in opt.param_groups:
+            group['lr'] = lr * lr_factor(step, total, min(spe, total // 10))
+        loss = distill_loss(student, teacher, X, c, s_max, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt.step()
+        run, run_n = run + loss.detach(), run_n + 1                     # no host sync per step
         if (step + 1) % log_every == 0 or step + 1 == total:
-            log.append(dict(step=step + 1, loss=(run / run_n).item(), time=time.perf_counter() - t0)); run, run_n = run * 0, 0
+            mean_loss = (run / run_n).item()
+            log.append(dict(step=step + 1, loss=mean_loss, time=time.perf_counter() - t0))
+            run, run_n = run * 0, 0
     return student, log
 
 # %% ../nbs/08_distill.ipynb #e290ebd5
 def save_student(model, path, dtype=None):
-    "Write `model.student` with `model`'s class and config to a safetensors file (floats cast to `dtype` if given)."
+    """Write `model.student` with `model`'s class and config to a safetensors file (floats cast to
+    `dtype` if given)."""
     from farmer_nb.model import write_tensors, state_tensors
-    if getattr(model, 'student', None) is None: raise ValueError("model: has no student; run `distill` first")
-    return write_tensors(path, state_tensors(model.student, dtype), {'format': 'farmer_nb.student/1', 'class': type(model).__name__,
-                                                                     'config': json.dumps(asdict(model.cfg))})
+    if getattr(model, 'student', None) is None:
+        raise ValueError("model: has no student; run `distill` first")
+    meta = {'format': 'farmer_nb.student/1', 'class': type(model).__name__,
+            'config': json.dumps(asdict(model.cfg))}
+    return write_tensors(path, state_tensors(model.student, dtype), meta)
 
 def load_student(model, path):
-    "Read a student written by `save_student` for a model of the same config; attaches it as `model.student` and returns it."
+    """Read a student written by `save_student` for a model of the same config; attaches it as
+    `model.student` and returns it."""
     from farmer_nb.model import read_tensors, config_diff, MODELS
     tensors, meta = read_tensors(path, ('farmer_nb.student/1',))
-    if meta['class'] != type(model).__name__: raise ValueError(f"{path}: a student of a {meta['class']}, not a {type(model).__name__}")
+    if meta['class'] != type(model).__name__:
+        raise ValueError(f"{path}: a student of a {meta['class']}, not a {type(model).__name__}")
     diff = config_diff(model.cfg, MODELS[meta['class']][1](**json.loads(meta['config'])))
     if diff: raise ValueError(f"{path}: a student of another config (differing in {sorted(diff)})")
     student = Student(model.flow).to(model.device)
@@ -125,65 +149,85 @@ def load_student(model, path):
 
 # %% ../nbs/08_distill.ipynb #465b9b94
 class FastSampler:
-    "`Farmer.sample` for a fixed batch size on pre-drawn noise; on CUDA the prior decode, inverse and unpatchify are one CUDA graph."
-    def __init__(self, model, batch_size, inverse='teacher', T_pi=1.0, T_sigma=1.0, gamma=1.0, guidance=None, warmup=2):
-        if guidance is not None: raise ValueError("guidance: FastSampler has no guidance; use model.sample(..., guidance=rule)")
-        if not hasattr(model, 'prior'): raise TypeError(f"model: expected a Farmer (a model with an AR prior), got {type(model).__name__}")
-        if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-        if inverse not in ('teacher', 'student'): raise ValueError(f"inverse: expected 'teacher' or 'student', got {inverse!r}")
+    """`Farmer.sample` for a fixed batch size on pre-drawn noise; on CUDA the prior decode, inverse
+    and unpatchify are one CUDA graph."""
+    def __init__(self, model, batch_size, inverse='teacher', T_pi=1.0, T_sigma=1.0, gamma=1.0,
+                 guidance=None, warmup=2):
+        if guidance is not None:
+            raise ValueError("guidance: FastSampler has no guidance; use "
+                             "model.sample(..., guidance=rule)")
+        if not hasattr(model, 'prior'):
+            raise TypeError(f"model: expected a Farmer (a model with an AR prior), "
+                            f"got {type(model).__name__}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        if inverse not in ('teacher', 'student'):
+            raise ValueError(f"inverse: expected 'teacher' or 'student', got {inverse!r}")
         if inverse == 'student' and getattr(model, 'student', None) is None:
-            raise ValueError("inverse: 'student' needs a distilled student (`distill` or `load_student`)")
+            raise ValueError("inverse: 'student' needs a distilled student "
+                             "(`distill` or `load_student`)")
         self.model, self.B, self.temps = model, batch_size, (T_pi, T_sigma, gamma)
-        student = model.student.to(device=model.device, dtype=model.dtype) if inverse == 'student' else None
-        self.inverse = student.inverse if inverse == 'student' else model.flow.inverse
+        if inverse == 'student':
+            student = model.student.to(device=model.device, dtype=model.dtype)
+            self.inverse = student.inverse
+        else: self.inverse = model.flow.inverse
         dev = model.device
-        self.c = torch.full((batch_size,), model.cfg.num_classes, dtype=torch.long, device=dev)   # static labels (B,)
-        self.noise = model.prior.draw_noise(batch_size, torch.Generator(dev).manual_seed(0))      # static noise buffers
+        null = model.cfg.num_classes
+        self.c = torch.full((batch_size,), null, dtype=torch.long, device=dev)   # static (B,)
+        gen = torch.Generator(dev).manual_seed(0)
+        self.noise = model.prior.draw_noise(batch_size, gen)        # static noise buffers
         self.graph = self._capture(warmup) if dev.type == 'cuda' else None
 
     def _images(self):
-        "Static labels and noise → images (B, C, H, W) in model units, as `Farmer.sample` computes them: the captured part."
+        """Static labels and noise → images (B, C, H, W) in model units, as `Farmer.sample` computes
+        them: the captured part."""
         m = self.model
         z_I, z_R = m.prior.sample_from_noise(self.c, self.noise, *self.temps)
-        return unpatchify(self.inverse(m.unlatent(z_I, z_R), self.c), m.cfg.patch, m.cfg.image_shape)
+        X = self.inverse(m.unlatent(z_I, z_R), self.c)                  # (B, N, d)
+        return unpatchify(X, m.cfg.patch, m.cfg.image_shape)
 
     @torch.no_grad()
     def _capture(self, warmup):
-        "Warm up on a side stream (as `GraphedInverse`), then record `_images` as one graph with a static output."
-        s = torch.cuda.Stream(); s.wait_stream(torch.cuda.current_stream())
+        "Warm up on a side stream (as `GraphedInverse`), then record `_images` as one static graph."
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(s):
             for _ in range(warmup): self._images()
         torch.cuda.current_stream().wait_stream(s)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph): self.y = self._images()                                      # (B, C, H, W)
+        with torch.cuda.graph(graph): self.y = self._images()               # (B, C, H, W)
         return graph
 
 # %% ../nbs/08_distill.ipynb #00a5701b
+@patch
 @torch.no_grad()
-def _fast_draw(self, generator=None):
-    "Fresh noise into the static buffers, then images (B, C, H, W) in model units: a graph replay on CUDA, eager elsewhere."
+def draw(self: FastSampler, generator=None):
+    """Fresh noise into the static buffers, then images (B, C, H, W) in model units: a graph replay
+    on CUDA, eager elsewhere."""
     for k, v in self.model.prior.draw_noise(self.B, generator).items(): self.noise[k].copy_(v)
     if self.graph is None: return self._images()
     self.graph.replay()
     return self.y.clone()
 
+@patch
 @torch.no_grad()
-def _fast_call(self, labels=None, seeds=None, generator=None, max_redraws=3):
-    "uint8 images (B, C, H, W) for `labels` (B,) (None: the null label); with `seeds`, those of `model.sample(labels, seeds=seeds)`."
+def __call__(self: FastSampler, labels=None, seeds=None, generator=None, max_redraws=3):
+    """uint8 images (B, C, H, W) for `labels` (B,) (None: the null label); with `seeds`, those of
+    `model.sample(labels, seeds=seeds)`."""
     m, B = self.model, self.B
     if torch.is_tensor(labels) and labels.ndim == 1 and len(labels) != B:
-        raise ValueError(f"labels: this sampler was built for batch size {B}, got {len(labels)} labels")
+        raise ValueError(f"labels: this sampler was built for batch size {B}, "
+                         f"got {len(labels)} labels")
     if seeds is not None:
-        if len(seeds) != B: raise ValueError(f"seeds: expected {B} seeds, one per sample, got {len(seeds)}")
+        if len(seeds) != B:
+            raise ValueError(f"seeds: expected {B} seeds, one per sample, got {len(seeds)}")
         generator = NoiseBank(seeds, m.device)
     self.c.copy_(m._null(prepare_labels(labels, m.cfg.num_classes, B, m.device), B))
-    y = self.draw(generator)                                                           # (B, C, H, W)
+    y = self.draw(generator)                                            # (B, C, H, W)
     self.last_redrawn = 0
     for _ in range(max_redraws):
-        bad = ~torch.isfinite(y).flatten(1).all(1)                                     # (B,)
+        bad = ~torch.isfinite(y).flatten(1).all(1)                      # (B,)
         if not bad.any(): break
         self.last_redrawn += int(bad.sum())
         y = torch.where(bad[:, None, None, None], self.draw(generator), y)
     return quantize(y.nan_to_num(0.0))
-
-FastSampler.draw, FastSampler.__call__ = _fast_draw, _fast_call

@@ -12,10 +12,12 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from .utils import patch
 
 # %% ../nbs/03_gmm.ipynb #32a4833a
 class GMM:
-    "Diagonal Gaussian mixture over vectors of size d, for any batch shape (...): logits (..., K), mu and log_sigma (..., K, d)."
+    """Diagonal Gaussian mixture over vectors of size d, for any batch shape (...):
+    logits (..., K), mu and log_sigma (..., K, d)."""
     def __init__(self, logits, mu, log_sigma):
         self.logits, self.mu, self.log_sigma = logits, mu, log_sigma
     @property
@@ -27,67 +29,78 @@ class GMM:
         "log p(z) for z (..., d) broadcastable against the batch shape; returns (...), fp32."
         up = lambda t: t.to(torch.promote_types(t.dtype, torch.float32))          # fp32 at least
         mu, log_sigma = up(self.mu), up(self.log_sigma)
-        u = (up(z)[..., None, :] - mu) * torch.exp(-log_sigma)                     # (..., K, d)
-        comp = -0.5 * u.pow(2).sum(-1) - log_sigma.sum(-1) - 0.5 * self.d * math.log(2 * math.pi)   # (..., K)
-        return torch.logsumexp(F.log_softmax(up(self.logits), -1) + comp, -1)
+        u = (up(z)[..., None, :] - mu) * torch.exp(-log_sigma)   # (z_j − μ_kj) / σ_kj: (..., K, d)
+        log_norm = 0.5 * self.d * math.log(2 * math.pi)
+        comp = -0.5 * u.pow(2).sum(-1) - log_sigma.sum(-1) - log_norm   # log N(z; μ_k, σ_k²)
+        log_pi = F.log_softmax(up(self.logits), -1)                     # log π_k: (..., K)
+        return torch.logsumexp(log_pi + comp, -1)       # log Σ_k π_k N(z; μ_k, diag σ_k²)  (Eq. 11)
 
 # %% ../nbs/03_gmm.ipynb #b90f9731
 class NoiseBank:
-    "Per-sample random streams: sample i's numbers depend only on seeds[i], never on the batch it is drawn in."
+    "Per-sample random streams: sample i's numbers depend only on seeds[i], never on its batch."
     def __init__(self, seeds, device=None, block=4096):
         self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.device, self.block, self.buf, self.pos = device, block, {}, {}
     def __len__(self): return len(self.gens)
     def _take(self, kind, count):
         buf, pos = self.buf.get(kind), self.pos.get(kind, 0)
-        if buf is None or pos + count > buf.shape[1]:                              # refill every stream by a block
-            new = torch.stack([getattr(torch, kind)(max(count, self.block), generator=g) for g in self.gens]).to(self.device)
+        if buf is None or pos + count > buf.shape[1]:           # refill every stream by a block
+            draw, size = getattr(torch, kind), max(count, self.block)
+            new = torch.stack([draw(size, generator=g) for g in self.gens]).to(self.device)
             buf, pos = (new if buf is None else torch.cat([buf[:, pos:], new], 1)), 0
         self.buf[kind], self.pos[kind] = buf, pos + count
-        return buf[:, pos:pos + count]                                              # (B, count)
+        return buf[:, pos:pos + count]                          # (B, count)
     def draw(self, kind, shape, sample_dim=0):
-        "Numbers of `shape` ('rand' or 'randn'); axis `sample_dim` (of size len(self)) is the sample axis."
+        "Numbers of `shape` ('rand' or 'randn'); axis `sample_dim` (size len(self)) is per sample."
         rest = tuple(shape[:sample_dim]) + tuple(shape[sample_dim + 1:])
         return self._take(kind, math.prod(rest)).reshape(len(self), *rest).movedim(0, sample_dim)
 
 def rand(shape, generator=None, device=None, dtype=None, sample_dim=0):
     "torch.rand, or each sample's own stream when `generator` is a `NoiseBank`."
-    if isinstance(generator, NoiseBank): return generator.draw('rand', shape, sample_dim).to(device=device, dtype=dtype or torch.float32)
+    if isinstance(generator, NoiseBank):
+        u = generator.draw('rand', shape, sample_dim)
+        return u.to(device=device, dtype=dtype or torch.float32)
     return torch.rand(shape, generator=generator, device=device, dtype=dtype)
 
 def randn(shape, generator=None, device=None, dtype=None, sample_dim=0):
     "torch.randn, or each sample's own stream when `generator` is a `NoiseBank`."
-    if isinstance(generator, NoiseBank): return generator.draw('randn', shape, sample_dim).to(device=device, dtype=dtype or torch.float32)
+    if isinstance(generator, NoiseBank):
+        eps = generator.draw('randn', shape, sample_dim)
+        return eps.to(device=device, dtype=dtype or torch.float32)
     return torch.randn(shape, generator=generator, device=device, dtype=dtype)
 
 def inverse_cdf(probs, u):
-    "One index per row of probs (..., K) → (...) for uniforms u (...): the component whose slice of the CDF holds u."
+    "One index per row of probs (..., K) → (...) for uniforms u (...): the CDF slice that holds u."
     cdf = probs.cumsum(-1)
     return (u[..., None] * cdf[..., -1:] > cdf).sum(-1).clamp(max=probs.shape[-1] - 1)
 
 def categorical(probs, generator=None, sample_dim=0):
-    "One index per row of probs (..., K) → (...): torch.multinomial, or inverse-CDF on a NoiseBank's uniforms."
+    "One index per row of probs (..., K) → (...): multinomial, or inverse CDF with a NoiseBank."
     if not isinstance(generator, NoiseBank):
-        return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(probs.shape[:-1])
-    return inverse_cdf(probs, rand(probs.shape[:-1], generator, probs.device, probs.dtype, sample_dim))
+        flat = probs.reshape(-1, probs.shape[-1])
+        return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
+    u = rand(probs.shape[:-1], generator, probs.device, probs.dtype, sample_dim)
+    return inverse_cdf(probs, u)
 
 # %% ../nbs/03_gmm.ipynb #6e87ce91
-def _gmm_draw_at(self, k, eps):
-    "z = μ_k + σ_k ⊙ ε (..., d) for component indices k (...) and normals eps (..., d); k's shape broadcasts the mixtures' batch."
+@patch
+def draw_at(self: GMM, k, eps):
+    "z = μ_k + σ_k ⊙ ε (..., d) for components k (...), normals eps (..., d); k's shape broadcasts."
     shape = tuple(k.shape)
-    idx = k[..., None, None].expand(*shape, 1, self.d)                                                # (..., 1, d)
+    idx = k[..., None, None].expand(*shape, 1, self.d)                          # (..., 1, d)
     pick = lambda t: torch.gather(t.expand(*shape, self.K, self.d), -2, idx).squeeze(-2)
-    return pick(self.mu) + torch.exp(pick(self.log_sigma)) * eps.to(self.mu.dtype)
+    return pick(self.mu) + torch.exp(pick(self.log_sigma)) * eps.to(self.mu.dtype)   # μ_k + σ_k ⊙ ε
 
-def _gmm_sample(self, n=None, generator=None):
+@patch
+def sample(self: GMM, n=None, generator=None):
     "Draw z (..., d) from each mixture, or (n, ..., d) with `n` draws per mixture."
-    shape = tuple(self.logits.shape[:-1]) if n is None else (n, *self.logits.shape[:-1])
-    sd = 0 if n is None else 1                                                                        # the sample axis for a NoiseBank
+    batch = tuple(self.logits.shape[:-1])
+    shape = batch if n is None else (n, *batch)
+    sd = 0 if n is None else 1                                  # the sample axis for a NoiseBank
     probs = torch.softmax(self.logits.float(), -1).expand(*shape, self.K)
-    k = categorical(probs, generator, sd).view(shape)                                                 # (...)
-    return self.draw_at(k, randn((*shape, self.d), generator, self.mu.device, self.mu.dtype, sd))
-
-GMM.draw_at, GMM.sample = _gmm_draw_at, _gmm_sample
+    k = categorical(probs, generator, sd).view(shape)           # k ~ π: (...)
+    eps = randn((*shape, self.d), generator, self.mu.device, self.mu.dtype, sd)   # ε ~ N(0, I)
+    return self.draw_at(k, eps)
 
 # %% ../nbs/03_gmm.ipynb #a5217ac5
 MAX_SCALE = 100.0  # sampling temperatures, gamma and guidance weights: at most this
@@ -102,22 +115,24 @@ def check_scale(value, name, hi=None):
         raise ValueError(f"{name}: expected a number in [0, {hi:g}], got {value}")
     return value
 
-def _temper(self, T_pi=1.0, T_sigma=1.0):
-    "The mixture with logits × T_pi and standard deviations × T_sigma (T_sigma = 0: every draw is a component mean)."
+@patch
+def temper(self: GMM, T_pi=1.0, T_sigma=1.0):
+    "The mixture with logits × T_pi and std × T_sigma (T_sigma = 0: each draw a component mean)."
     check_scale(T_pi, 'T_pi')
     check_scale(T_sigma, 'T_sigma')
-    return GMM(self.logits * T_pi, self.mu, self.log_sigma + (math.log(T_sigma) if T_sigma > 0 else -math.inf))
+    log_T_sigma = math.log(T_sigma) if T_sigma > 0 else -math.inf
+    return GMM(self.logits * T_pi, self.mu, self.log_sigma + log_T_sigma)
 
-def _effective_components(self):
+@patch
+def effective_components(self: GMM):
     "exp(entropy) of the batch-mean mixture weights: between 1 and K."
     p = torch.softmax(self.logits.float(), -1).reshape(-1, self.K).mean(0)
     return torch.exp(-(p * torch.log(p.clamp_min(1e-30))).sum())
 
-def _getitem(self, idx):
+@patch
+def __getitem__(self: GMM, idx):
     "The mixtures at batch index `idx` (e.g. the first half of a batch)."
     return GMM(self.logits[idx], self.mu[idx], self.log_sigma[idx])
-
-GMM.temper, GMM.effective_components, GMM.__getitem__ = _temper, _effective_components, _getitem
 
 # %% ../nbs/03_gmm.ipynb #21e8bc06
 class GMMHead(nn.Module):
@@ -126,13 +141,15 @@ class GMMHead(nn.Module):
         super().__init__()
         self.d, self.K, self.log_min_sigma = d, K, math.log(min_sigma)
         self.proj = nn.Linear(width, K * (1 + 2 * d))
-        nn.init.zeros_(self.proj.weight); nn.init.zeros_(self.proj.bias)
-        with torch.no_grad(): self.proj.weight[K:K + K * d].normal_(0, mean_init_std)          # the means' rows
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        with torch.no_grad():
+            self.proj.weight[K:K + K * d].normal_(0, mean_init_std)        # the means' rows
 
     def forward(self, h):
-        out = self.proj(h)                                                                   # (..., K(1 + 2d))
+        out = self.proj(h)                                                  # (..., K(1 + 2d))
         logits, mu, r = out.split([self.K, self.K * self.d, self.K * self.d], dim=-1)
         shape = (*h.shape[:-1], self.K, self.d)
-        r = r.to(torch.promote_types(r.dtype, torch.float32))                                # at least fp32
-        log_sigma = torch.asinh(r / 2).clamp_min(self.log_min_sigma)                         # log square_plus(r)
+        r = r.to(torch.promote_types(r.dtype, torch.float32))               # at least fp32
+        log_sigma = torch.asinh(r / 2).clamp_min(self.log_min_sigma)        # log square_plus(r)
         return GMM(logits, mu.reshape(shape), log_sigma.reshape(shape))

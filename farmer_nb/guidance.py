@@ -45,7 +45,8 @@ def _check_count(value, name):
         raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
 
 class Resampling:
-    "FARMER's resampling CFG (Algorithm 1): candidates from p_c and p_u, importance weights w·Δ and (w+1)·Δ, resample."
+    """FARMER's resampling CFG (Algorithm 1): candidates from p_c and p_u, importance weights w·Δ
+    and (w+1)·Δ, resample."""
     def __init__(self, w, s_c=5, s_u=5, T_pi=1.0, T_sigma=1.0, T_pi_v=1.0, T_sigma_v=1.0, T_s=1.0):
         _check_w(w)
         temperatures = dict(T_pi=T_pi, T_sigma=T_sigma, T_pi_v=T_pi_v, T_sigma_v=T_sigma_v, T_s=T_s)
@@ -59,37 +60,51 @@ class Resampling:
 
     def __call__(self, g_c, g_u, n=None, generator=None):
         k = 1 if n is None else n
-        cand = torch.cat([_draws(g_c.temper(self.T_pi, self.T_sigma), self.s_c * k, generator),
-                          _draws(g_u.temper(self.T_pi, self.T_sigma), self.s_u * k, generator)])   # (S, *batch, d)
+        n_c, n_u = self.s_c * k, self.s_u * k           # Algorithm 1's pools, s·n per stream
+        p_c = g_c.temper(self.T_pi, self.T_sigma)       # the proposals, tempered by T_π, T_σ
+        p_u = g_u.temper(self.T_pi, self.T_sigma)
+        cand = torch.cat([_draws(p_c, n_c, generator),  # s_c·n candidates z ~ p_c, then
+                          _draws(p_u, n_u, generator)])  # s_u·n z ~ p_u: (S, *batch, d)
         vc, vu = (_for_scoring(g, self.T_pi_v, self.T_sigma_v) for g in (g_c, g_u))
-        delta = vc.log_prob(cand) - vu.log_prob(cand)                                             # (S, *batch)
-        scale = torch.cat([delta.new_full((self.s_c * k,), self.w), delta.new_full((self.s_u * k,), self.w + 1)])   # made on the device: no copy per step
-        weighted = scale.view(-1, *[1] * (delta.ndim - 1)) * delta
-        logw = torch.log_softmax(torch.nan_to_num(weighted, nan=0.0), 0)                       # NaN: no preference
-        probs = torch.softmax(torch.nan_to_num(self.T_s * logw, nan=0.0), 0)
-        probs = probs.reshape(len(cand), -1).T                                         # (batch, S)
-        if isinstance(generator, NoiseBank): idx = categorical(probs.unsqueeze(0).expand(k, -1, -1), generator, 1)   # (k, batch)
-        else: idx = torch.multinomial(probs, k, replacement=True, generator=generator).T          # (k, batch)
-        flat = cand.reshape(len(cand), -1, cand.shape[-1])                                        # (S, batch, d)
-        out = torch.gather(flat, 0, idx[..., None].expand(-1, -1, flat.shape[-1])).reshape(k, *cand.shape[1:])
+        delta = vc.log_prob(cand) - vu.log_prob(cand)   # Δ = log p_c(z) − log p_u(z): (S, *batch)
+        w_c = delta.new_full((n_c,), self.w)            # made on the device: no copy per step
+        w_u = delta.new_full((n_u,), self.w + 1)
+        scale = torch.cat([w_c, w_u]).view(-1, *[1] * (delta.ndim - 1))    # (S, 1, ...)
+        weighted = scale * delta                # Alg. 1: log p'/p_c = w·Δ, log p'/p_u = (w+1)·Δ
+        logw = torch.log_softmax(torch.nan_to_num(weighted, nan=0.0), 0)    # NaN: no preference
+        probs = torch.softmax(torch.nan_to_num(self.T_s * logw, nan=0.0), 0)   # softmax(T_s·log w)
+        probs = probs.reshape(len(cand), -1).T                              # (batch, S)
+        if isinstance(generator, NoiseBank):    # Alg. 1: idx ~ Categorical(probs), (k, batch)
+            idx = categorical(probs.unsqueeze(0).expand(k, -1, -1), generator, 1)
+        else:
+            idx = torch.multinomial(probs, k, replacement=True, generator=generator).T
+        flat = cand.reshape(len(cand), -1, cand.shape[-1])                  # (S, batch, d)
+        picked = torch.gather(flat, 0, idx[..., None].expand(-1, -1, flat.shape[-1]))  # cand[idx]
+        out = picked.reshape(k, *cand.shape[1:])                            # (k, *batch, d)
         return out[0] if n is None else out
 
 # %% ../nbs/07_guidance.ipynb #3619d22e
 def tv_to_target(rule, g_c, g_u, w, n=400_000, lo=-6.0, hi=8.0, bins=140, seed=0):
-    "Total-variation distance between the histogram of n draws of `rule` and p' ∝ p_c^{1+w} p_u^{-w} (1-D mixtures)."
+    """Total-variation distance between the histogram of n draws of `rule` and
+    p' ∝ p_c^{1+w} p_u^{-w} (1-D mixtures)."""
     g = torch.Generator().manual_seed(seed)
-    batch = lambda m: GMM(m.logits.expand(n, -1), m.mu.expand(n, -1, -1), m.log_sigma.expand(n, -1, -1))
-    x = rule(batch(g_c), batch(g_u), generator=g).reshape(-1).double()                         # n independent draws
+    batch = lambda m: GMM(m.logits.expand(n, -1), m.mu.expand(n, -1, -1),
+                          m.log_sigma.expand(n, -1, -1))
+    x = rule(batch(g_c), batch(g_u), generator=g).reshape(-1).double()   # n independent draws
     edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
     fine = torch.linspace(lo, hi, bins * 50 + 1, dtype=torch.float64)
     logp = (1 + w) * g_c.log_prob(fine[:, None]) - w * g_u.log_prob(fine[:, None])
-    p = torch.exp(logp - logp.max()); mass = (p[:-1] + p[1:]).reshape(bins, 50).sum(1); mass = mass / mass.sum()
-    hist = torch.histogram(x.clamp(lo, hi - 1e-9), bins=edges).hist; hist = hist / n
+    p = torch.exp(logp - logp.max())
+    mass = (p[:-1] + p[1:]).reshape(bins, 50).sum(1)                    # per bin (trapezoids)
+    mass = mass / mass.sum()
+    hist = torch.histogram(x.clamp(lo, hi - 1e-9), bins=edges).hist
+    hist = hist / n
     return 0.5 * (hist - mass).abs().sum().item()
 
 # %% ../nbs/07_guidance.ipynb #eacb1f6f
 class NaiveGuidance:
-    "GIVT/JetFormer CFG: one component k ~ π_c, then the per-dimension tilted Gaussian N_c^{1+w}/N_u^w (fallback: N_c)."
+    """GIVT/JetFormer CFG: one component k ~ π_c, then the per-dimension tilted Gaussian
+    N_c^{1+w}/N_u^w (fallback: N_c)."""
     def __init__(self, w, T_pi=1.0, T_sigma=1.0):
         _check_w(w)
         for name, v in dict(T_pi=T_pi, T_sigma=T_sigma).items(): check_scale(v, name, MAX_SCALE)
@@ -98,11 +113,15 @@ class NaiveGuidance:
         k_shape = tuple(g_c.logits.shape[:-1]) if n is None else (n, *g_c.logits.shape[:-1])
         probs = torch.softmax(self.T_pi * g_c.logits.float(), -1).expand(*k_shape, g_c.K)
         k = categorical(probs, generator, 0 if n is None else 1).view(*k_shape, 1, 1)
-        pick = lambda t: torch.gather(t.expand(*k_shape, *t.shape[-2:]), -2, k.expand(*k_shape, 1, t.shape[-1])).squeeze(-2)
+        def pick(t):                                    # component k's row of t (..., K, d)
+            idx = k.expand(*k_shape, 1, t.shape[-1])
+            return torch.gather(t.expand(*k_shape, *t.shape[-2:]), -2, idx).squeeze(-2)
         mu_c, mu_u = pick(g_c.mu), pick(g_u.mu)
         var_c, var_u = torch.exp(2 * pick(g_c.log_sigma)), torch.exp(2 * pick(g_u.log_sigma))
         lam = (1 + self.w) / var_c - self.w / var_u
         ok = lam > 0
-        mean = torch.where(ok, ((1 + self.w) * mu_c / var_c - self.w * mu_u / var_u) / lam.clamp_min(1e-12), mu_c)
+        tilted = ((1 + self.w) * mu_c / var_c - self.w * mu_u / var_u) / lam.clamp_min(1e-12)
+        mean = torch.where(ok, tilted, mu_c)
         std = torch.where(ok, lam.clamp_min(1e-12).rsqrt(), var_c.sqrt()) * self.T_sigma
-        return mean + std * randn(mean.shape, generator, mean.device, mean.dtype, 0 if n is None else 1)
+        eps = randn(mean.shape, generator, mean.device, mean.dtype, 0 if n is None else 1)
+        return mean + std * eps

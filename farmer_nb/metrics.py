@@ -23,9 +23,10 @@ from .data import check_images, check_labels
 # %% ../nbs/10_metrics.ipynb #5162f332
 @torch.no_grad()
 def evaluate_bpd(model, images, labels=None, batch_size=1000, seed=0, progress=True):
-    "Bits/dim of uint8 `images` (n, C, H, W) under uniform dequantization: dict(bpd, se, n, per_image)."
+    "Bits/dim of uint8 `images` (n, C, H, W), uniform dequantization: dict(bpd, se, n, per_image)."
     check_images(images, model.cfg.image_shape, 'uint8', 'images')
-    was_training = model.training; model.eval()
+    was_training = model.training
+    model.eval()
     g = torch.Generator(device=model.device).manual_seed(seed)
     out = []
     for i in tqdm(range(0, len(images), batch_size), disable=not progress, desc='bits/dim'):
@@ -35,8 +36,8 @@ def evaluate_bpd(model, images, labels=None, batch_size=1000, seed=0, progress=T
             out.append(model.bits_per_dim(x, c, generator=g).double().cpu())
     model.train(was_training)
     b = torch.cat(out)                                                              # (n,)
-    return dict(bpd=b.mean().item(), se=(b.std() / math.sqrt(len(b))).item() if len(b) > 1 else float('nan'),
-                n=len(b), per_image=b)
+    se = (b.std() / math.sqrt(len(b))).item() if len(b) > 1 else float('nan')
+    return dict(bpd=b.mean().item(), se=se, n=len(b), per_image=b)
 
 # %% ../nbs/10_metrics.ipynb #c17bbc69
 class FeatureNet(nn.Module):
@@ -67,7 +68,9 @@ class FeatureNet(nn.Module):
 def train_feature_net(images, labels, epochs=3, batch_size=128, lr=1e-3, seed=0, progress=True,
                       num_classes=10, widths=(32, 64), balanced=False):
     "Train a `FeatureNet` on uint8 images (n, C, S, S) and labels (n,) with Adam; eval mode."
-    if len(images) < batch_size: raise ValueError(f"batch_size: {batch_size} is larger than the dataset ({len(images)} images)")
+    if len(images) < batch_size:
+        raise ValueError(f"batch_size: {batch_size} is larger than the dataset "
+                         f"({len(images)} images)")
     if images.shape[2] != images.shape[3]:
         raise ValueError(f"images: expected square images, got {tuple(images.shape)}")
     torch.manual_seed(seed)
@@ -78,10 +81,13 @@ def train_feature_net(images, labels, epochs=3, batch_size=128, lr=1e-3, seed=0,
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     for epoch in range(epochs):
         perm = torch.randperm(len(images), generator=g)
-        for i in tqdm(range(0, len(images) - batch_size + 1, batch_size), disable=not progress, desc=f'epoch {epoch + 1}'):
+        starts = range(0, len(images) - batch_size + 1, batch_size)
+        for i in tqdm(starts, disable=not progress, desc=f'epoch {epoch + 1}'):
             idx = perm[i:i + batch_size]
             loss = F.cross_entropy(net(images[idx]), labels[idx], weight=weight)
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     return net.eval()
 
 @torch.no_grad()
@@ -91,7 +97,8 @@ def predict(net, images, batch_size=1000):
     feats, probs = [], []
     for i in range(0, len(images), batch_size):
         f = net.features(images[i:i + batch_size].to(dev))
-        feats.append(f.cpu()); probs.append(torch.softmax(net.out(f), -1).cpu())
+        feats.append(f.cpu())
+        probs.append(torch.softmax(net.out(f), -1).cpu())
     return torch.cat(feats), torch.cat(probs)
 
 # %% ../nbs/10_metrics.ipynb #62253707
@@ -103,7 +110,7 @@ def _read_feature_net(path):
     return read_tensors(path, ('farmer_nb.featurenet/1',), classes=('FeatureNet',))
 
 def load_feature_net(name='fmnist', device='cpu', path=None):
-    "A frozen feature network: shipped `name` ('fmnist', 'emoji64') or the file at `path` or `name`."
+    "A frozen feature network: shipped `name` ('fmnist', 'emoji64') or the file at `path` / `name`."
     if path is None and name is None: name = 'fmnist'
     if path is None and isinstance(name, str) and name in FEATURE_NETS:
         from farmer_nb.model import asset_path
@@ -133,38 +140,46 @@ def _psd_sqrt(m):
     return (v * w.clamp_min(0).sqrt()) @ v.T
 
 def frechet_distance(f1, f2):
-    "Fréchet distance between Gaussians fitted to feature sets f1 (n1, k) and f2 (n2, k), in float64."
+    "Fréchet distance between Gaussians fitted to feature sets f1 (n1, k) and f2 (n2, k); float64."
     f1, f2 = torch.as_tensor(f1, dtype=torch.float64), torch.as_tensor(f2, dtype=torch.float64)
     mu1, mu2 = f1.mean(0), f2.mean(0)
-    s1, s2 = torch.atleast_2d(torch.cov(f1.T)), torch.atleast_2d(torch.cov(f2.T))          # (k, k), also for k = 1
+    s1 = torch.atleast_2d(torch.cov(f1.T))                     # (k, k), also for k = 1
+    s2 = torch.atleast_2d(torch.cov(f2.T))
     r = _psd_sqrt(s1)
     tr_sqrt = torch.linalg.eigvalsh(r @ s2 @ r).clamp_min(0).sqrt().sum()
-    return max(0.0, ((mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * tr_sqrt).item())   # ≥ 0 up to rounding
+    d2 = (mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * tr_sqrt
+    return max(0.0, d2.item())                                 # ≥ 0 up to rounding
 
 # %% ../nbs/10_metrics.ipynb #b005e9a5
 def kid(f_real, f_fake, subsets=100, subset_size=1000, seed=0):
-    "Kernel distance (unbiased MMD², cubic kernel) between feature sets: (mean, std) over random subsets."
-    fr, ff = torch.as_tensor(f_real, dtype=torch.float64), torch.as_tensor(f_fake, dtype=torch.float64)
+    "Kernel distance (unbiased MMD², cubic kernel) of two feature sets: (mean, std) over subsets."
+    fr = torch.as_tensor(f_real, dtype=torch.float64)
+    ff = torch.as_tensor(f_fake, dtype=torch.float64)
     scale = fr.pow(2).mean().sqrt()
     fr, ff = fr / scale, ff / scale
     m, k = min(subset_size, len(fr), len(ff)), fr.shape[1]
     g = torch.Generator().manual_seed(seed)
     vals = []
     for _ in range(subsets):
-        x, y = fr[torch.randperm(len(fr), generator=g)[:m]], ff[torch.randperm(len(ff), generator=g)[:m]]
+        x = fr[torch.randperm(len(fr), generator=g)[:m]]
+        y = ff[torch.randperm(len(ff), generator=g)[:m]]
         kxx, kyy, kxy = (x @ x.T / k + 1) ** 3, (y @ y.T / k + 1) ** 3, (x @ y.T / k + 1) ** 3
-        vals.append(((kxx.sum() - kxx.trace()) / (m * (m - 1)) + (kyy.sum() - kyy.trace()) / (m * (m - 1)) - 2 * kxy.mean()).item())
+        pairs = m * (m - 1)                                    # off-diagonal pairs: unbiased
+        xx, yy = (kxx.sum() - kxx.trace()) / pairs, (kyy.sum() - kyy.trace()) / pairs
+        mmd2 = xx + yy - 2 * kxy.mean()
+        vals.append(mmd2.item())
     v = torch.tensor(vals)
     return v.mean().item(), v.std().item() if len(v) > 1 else float('nan')
 
 # %% ../nbs/10_metrics.ipynb #ac3c4d62
 def _knn_radius(f, k):
     d = torch.cdist(f, f)
-    return d.kthvalue(k + 1, dim=1).values                       # +1: the point itself is at distance 0
+    return d.kthvalue(k + 1, dim=1).values                # +1: the point itself is at distance 0
 
 def prdc(f_real, f_fake, k=5):
     "Precision, recall, density and coverage of fake features against real ones (k-NN manifolds)."
-    fr, ff = torch.as_tensor(f_real, dtype=torch.float32), torch.as_tensor(f_fake, dtype=torch.float32)
+    fr = torch.as_tensor(f_real, dtype=torch.float32)
+    ff = torch.as_tensor(f_fake, dtype=torch.float32)
     rr, rf = _knn_radius(fr, k), _knn_radius(ff, k)
     d = torch.cdist(fr, ff)                                      # (n_real, n_fake)
     inside_real = d < rr[:, None]                                # fake j inside real i's ball
@@ -176,7 +191,8 @@ def prdc(f_real, f_fake, k=5):
 # %% ../nbs/10_metrics.ipynb #2303075d
 @torch.no_grad()
 def class_samples(model, n=None, batch_size=1000, seed=0, labels=None, **kw):
-    "uint8 samples, n/K per class or one per `labels` entry: (images (n, C, H, W), labels (n,)) on the CPU."
+    """uint8 samples, n/K per class or one per `labels` entry: (images (n, C, H, W), labels (n,)) on
+    the CPU."""
     K = model.cfg.num_classes
     if labels is None:
         if K == 0 or n is None or n % K:
@@ -190,7 +206,8 @@ def class_samples(model, n=None, batch_size=1000, seed=0, labels=None, **kw):
             raise ValueError(f"n: {n} does not match the {len(labels)} labels")
     n = len(labels)
     gen = lambda i: torch.Generator(device=model.device).manual_seed(seed + i)
-    imgs = [model.sample(labels[i:i + batch_size].to(model.device), generator=gen(i), **kw).cpu() for i in range(0, n, batch_size)]
+    imgs = [model.sample(labels[i:i + batch_size].to(model.device), generator=gen(i), **kw).cpu()
+            for i in range(0, n, batch_size)]
     return torch.cat(imgs), labels
 
 def matched_subset(labels, like, seed=0):
@@ -224,7 +241,7 @@ def stripe_profile(images, p, batch_size=1000):
     return total / (B * C * H * W / p)                                        # pairs at each place
 
 def stripe_score(fake, real, p):
-    "Worst ratio of the stripe profiles of `fake` and `real` images (1 for real): dict(score, profile)."
+    "Worst ratio of the stripe profiles of `fake` and `real` (1: as real): dict(score, profile)."
     if fake.is_floating_point() != real.is_floating_point():
         raise TypeError(f"fake, real: expected images in the same units, "
                         f"got {fake.dtype} and {real.dtype}")
@@ -233,45 +250,60 @@ def stripe_score(fake, real, p):
 
 # %% ../nbs/10_metrics.ipynb #455ffd2c
 def sample_quality(fake, real, fake_labels=None, net=None, kid_subsets=100, patch=None):
-    "FID, KID, precision/recall/density/coverage, cond. accuracy, stripe score of uint8 `fake` vs `real`."
+    """FID, KID, precision/recall/density/coverage, cond. accuracy, stripe score of uint8 `fake` vs
+    `real`."""
     net = net or load_feature_net(feature_net_name(real.shape[1:]))
     ff, pf = predict(net, fake)
     fr, _ = predict(net, real)
     n = min(len(fr), len(ff), 5000)
     out = dict(n_fake=len(fake), n_real=len(real), fid=frechet_distance(fr, ff))
-    out['kid'], out['kid_std'] = kid(fr, ff, subsets=kid_subsets, subset_size=min(1000, len(fr), len(ff)))
+    subset = min(1000, len(fr), len(ff))
+    out['kid'], out['kid_std'] = kid(fr, ff, subsets=kid_subsets, subset_size=subset)
     out.update(prdc(fr[:n], ff[:n]))
     hist = torch.bincount(pf.argmax(1), minlength=pf.shape[1]).float() / len(pf)
     out['label_entropy'] = -(hist * hist.clamp_min(1e-12).log()).sum().item()
     out['confidence'] = pf.max(1).values.mean().item()
-    if fake_labels is not None: out['cond_accuracy'] = (pf.argmax(1) == fake_labels.cpu()).float().mean().item()
+    if fake_labels is not None:
+        out['cond_accuracy'] = (pf.argmax(1) == fake_labels.cpu()).float().mean().item()
     if patch is not None: out['stripe'] = stripe_score(fake, real, patch)['score']
     return out
 
 # %% ../nbs/10_metrics.ipynb #d8e5fa1a
 def median_time(fn, device='cpu', reps=5, warmup=3):
-    "Median wall-clock seconds of `fn()` over `reps` runs after `warmup` runs, synchronising CUDA around each."
+    """Median wall-clock seconds of `fn()` over `reps` runs after `warmup` runs, synchronising CUDA
+    around each."""
     import time
-    sync = (lambda: torch.cuda.synchronize()) if torch.device(device).type == 'cuda' else (lambda: None)
+    cuda = torch.device(device).type == 'cuda'
+    sync = (lambda: torch.cuda.synchronize()) if cuda else (lambda: None)
     for _ in range(warmup): fn()
     ts = []
     for _ in range(reps):
-        sync(); t0 = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t0)
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        ts.append(time.perf_counter() - t0)
     return sorted(ts)[len(ts) // 2]
 
 # %% ../nbs/10_metrics.ipynb #1b120dce
 def train_flops(model, batch_size):
-    "Matmul FLOPs of one training step (3 × forward) of a `GaussianFlow` or `Farmer` on `batch_size` images."
+    """Matmul FLOPs of one training step (3 × forward) of a `GaussianFlow` or `Farmer` on
+    `batch_size` images."""
     from farmer_nb.transformer import Attention
-    lin = lambda mod, T: sum(2 * m.weight.numel() * T for m in mod.modules() if isinstance(m, nn.Linear))
-    att = lambda mod, T: sum(4 * T * T * m.proj.in_features for m in mod.modules() if isinstance(m, Attention))
+    def lin(mod, T):                                           # every linear layer, T tokens
+        return sum(2 * m.weight.numel() * T for m in mod.modules() if isinstance(m, nn.Linear))
+    def att(mod, T):                                           # QKᵀ and AV of every attention
+        attns = [m for m in mod.modules() if isinstance(m, Attention)]
+        return sum(4 * T * T * m.proj.in_features for m in attns)
     cfg = model.cfg
     fwd = lin(model.flow, cfg.N) + att(model.flow, cfg.N)
     prior = getattr(model, 'prior', None)
-    if prior is not None:                                        # each part at the positions it reads
+    if prior is not None:                                     # each part at the positions it reads
         T = cfg.M + cfg.N                                        # class prefix + informative tokens
         fwd += lin(prior.transformer, T) + att(prior.transformer, T)
         fwd += lin(prior.embed, cfg.N) + lin(prior.head_I, cfg.N)
-        if prior.head_R is not None: fwd += lin(prior.head_R, 1)    # G_{N+1}: one position
-    if getattr(model, 'coupling', None) is not None: fwd += lin(model.coupling, cfg.N)
+        if prior.head_R is not None:                             # G_{N+1}: one position
+            fwd += lin(prior.head_R, 1)
+    if getattr(model, 'coupling', None) is not None:
+        fwd += lin(model.coupling, cfg.N)
     return 3 * batch_size * fwd

@@ -22,28 +22,39 @@ from .flow import AutoregressiveFlow, permute_tokens
 from .ar import ARPrior
 from .split import ChannelSplit, ChannelMixing, TokenBasis, ChannelCoupling
 from .gmm import NoiseBank, randn
+from .utils import patch
 
 # %% ../nbs/06_model.ipynb #2349406f
 def check_config(cfg):
     "Check the types of a config dataclass's fields and the shape constraints common to all models."
     name = type(cfg).__name__
     for f in fields(cfg):
-        v, t = getattr(cfg, f.name), f.type if isinstance(f.type, type) else eval(f.type, vars(typing))
-        ok = isinstance(v, t) and not (t is int and isinstance(v, bool)) or (t is float and isinstance(v, int) and not isinstance(v, bool))
-        if not ok: raise TypeError(f"{name}.{f.name}: expected {t.__name__}, got {type(v).__name__} {v!r}")
+        v = getattr(cfg, f.name)
+        t = f.type if isinstance(f.type, type) else eval(f.type, vars(typing))
+        is_bool = isinstance(v, bool)
+        exact = isinstance(v, t) and not (t is int and is_bool)        # a bool is not an int here
+        widened = t is float and isinstance(v, int) and not is_bool     # an int is a float
+        if not (exact or widened):
+            raise TypeError(f"{name}.{f.name}: expected {t.__name__}, got {type(v).__name__} {v!r}")
     if len(cfg.image_shape) != 3 or not all(isinstance(n, int) and n > 0 for n in cfg.image_shape):
-        raise ValueError(f"{name}.image_shape: expected three positive ints (C, H, W), got {cfg.image_shape!r}")
+        raise ValueError(f"{name}.image_shape: expected three positive ints (C, H, W), "
+                         f"got {cfg.image_shape!r}")
     C, H, W = cfg.image_shape
     if H % cfg.patch or W % cfg.patch:
         raise ValueError(f"{name}: patch size {cfg.patch} does not divide the image size {H}×{W}")
-    if cfg.width % cfg.head_dim: raise ValueError(f"{name}: width {cfg.width} is not a multiple of head_dim {cfg.head_dim}")
+    if cfg.width % cfg.head_dim:
+        raise ValueError(f"{name}: width {cfg.width} is not a multiple of head_dim {cfg.head_dim}")
     for f in ('patch', 'n_blocks', 'depth', 'width', 'head_dim'):
-        if getattr(cfg, f) < 1: raise ValueError(f"{name}.{f}: expected >= 1, got {getattr(cfg, f)}")
-    if not 0 <= cfg.label_drop < 1: raise ValueError(f"{name}.label_drop: expected in [0, 1), got {cfg.label_drop}")
+        if getattr(cfg, f) < 1:
+            raise ValueError(f"{name}.{f}: expected >= 1, got {getattr(cfg, f)}")
+    if not 0 <= cfg.label_drop < 1:
+        raise ValueError(f"{name}.label_drop: expected in [0, 1), got {cfg.label_drop}")
     if not (math.isfinite(cfg.clip) and cfg.clip >= 0):
         raise ValueError(f"{name}.clip: expected a finite number >= 0 (0: no clipping), got "
                          f"{cfg.clip}")
-    if cfg.num_classes < 0: raise ValueError(f"{name}.num_classes: expected >= 0 (0: unconditional), got {cfg.num_classes}")
+    if cfg.num_classes < 0:
+        raise ValueError(f"{name}.num_classes: expected >= 0 (0: unconditional), "
+                         f"got {cfg.num_classes}")
 
 # %% ../nbs/06_model.ipynb #5eb26d26
 class _Sizes:
@@ -79,7 +90,7 @@ class GaussianFlowConfig(_Sizes):
 # %% ../nbs/06_model.ipynb #10e4e02a
 @dataclass
 class FarmerConfig(_Sizes):
-    "Configuration of FARMER: unconditional AF + AR transformer prior with GMM heads and a channel split."
+    "Configuration of FARMER: unconditional AF, AR transformer prior with GMM heads, channel split."
     image_shape: tuple = (1, 28, 28)   # (C, H, W)
     patch: int = 4                     # p
     n_blocks: int = 8                  # AF blocks
@@ -98,7 +109,7 @@ class FarmerConfig(_Sizes):
     K_R: int = 32                      # components of the shared redundant mixture
     split: str = 'contiguous'          # 'contiguous' or 'strided' informative channels
     redundant: str = 'gmm'             # 'gmm' (FARMER) or 'normal' (JetFormer)
-    mixing: bool = False               # learned invertible channel mixing before the split (extension)
+    mixing: bool = False               # learned invertible channel mixing before the split (ours)
     basis: str = 'pixel'               # channels the split sees: 'pixel' or 'dct' (05_split)
     coupling: int = 0                  # hidden width of Z^R's coupling on its token's Z^I; 0: none
     final_permute: bool = True         # AR reads tokens opposite to the last AF block
@@ -107,12 +118,18 @@ class FarmerConfig(_Sizes):
         self.image_shape = tuple(self.image_shape)
         check_config(self)
         n = type(self).__name__
-        if not 1 <= self.d_I <= self.d: raise ValueError(f"{n}.d_I: expected 1 <= d_I <= d = {self.d}, got {self.d_I}")
+        if not 1 <= self.d_I <= self.d:
+            raise ValueError(f"{n}.d_I: expected 1 <= d_I <= d = {self.d}, got {self.d_I}")
         for f in ('ar_width', 'ar_depth', 'M', 'K_I', 'K_R'):
-            if getattr(self, f) < 1: raise ValueError(f"{n}.{f}: expected >= 1, got {getattr(self, f)}")
-        if self.ar_width % self.head_dim: raise ValueError(f"{n}: ar_width {self.ar_width} is not a multiple of head_dim {self.head_dim}")
-        if self.split not in ('contiguous', 'strided'): raise ValueError(f"{n}.split: expected 'contiguous' or 'strided', got {self.split!r}")
-        if self.redundant not in ('gmm', 'normal'): raise ValueError(f"{n}.redundant: expected 'gmm' or 'normal', got {self.redundant!r}")
+            if getattr(self, f) < 1:
+                raise ValueError(f"{n}.{f}: expected >= 1, got {getattr(self, f)}")
+        if self.ar_width % self.head_dim:
+            raise ValueError(f"{n}: ar_width {self.ar_width} is not a multiple of head_dim "
+                             f"{self.head_dim}")
+        if self.split not in ('contiguous', 'strided'):
+            raise ValueError(f"{n}.split: expected 'contiguous' or 'strided', got {self.split!r}")
+        if self.redundant not in ('gmm', 'normal'):
+            raise ValueError(f"{n}.redundant: expected 'gmm' or 'normal', got {self.redundant!r}")
         if self.basis not in ('pixel', 'dct'):
             raise ValueError(f"{n}.basis: expected 'pixel' or 'dct', got {self.basis!r}")
         if self.coupling < 0:
@@ -121,33 +138,43 @@ class FarmerConfig(_Sizes):
 # %% ../nbs/06_model.ipynb #51d36238
 PRESETS = {
     'tarflow-fmnist': (GaussianFlowConfig, dict()),
-    'tarflow-tiny': (GaussianFlowConfig, dict(image_shape=(1, 8, 8), patch=2, n_blocks=2, depth=1, width=32, head_dim=16, num_classes=4)),
-    'fmnist-small': (FarmerConfig, dict(ar_width=192, ar_depth=3)),    # 4.8 M parameters: 9.6 MB in float16, small enough to ship
-    'fmnist-cmp': (FarmerConfig, dict(n_blocks=4, depth=2, ar_width=192, ar_depth=3)),   # ≈ tarflow-fmnist's 3.2 M parameters
-    'fmnist-base': (FarmerConfig, dict(n_blocks=8, depth=4, width=256, ar_width=384, ar_depth=6, M=16, d_I=6, K_I=32, K_R=64)),
-    'farmer-tiny': (FarmerConfig, dict(image_shape=(1, 8, 8), patch=2, n_blocks=2, depth=1, width=32, head_dim=16, num_classes=4,
-                                       ar_width=32, ar_depth=1, M=2, d_I=2, K_I=3, K_R=2)),
+    'tarflow-tiny': (GaussianFlowConfig, dict(image_shape=(1, 8, 8), patch=2, n_blocks=2, depth=1,
+                                              width=32, head_dim=16, num_classes=4)),
+    # 4.8 M parameters: 9.6 MB in float16, small enough to ship
+    'fmnist-small': (FarmerConfig, dict(ar_width=192, ar_depth=3)),
+    # ≈ tarflow-fmnist's 3.2 M parameters
+    'fmnist-cmp': (FarmerConfig, dict(n_blocks=4, depth=2, ar_width=192, ar_depth=3)),
+    'fmnist-base': (FarmerConfig, dict(n_blocks=8, depth=4, width=256, ar_width=384, ar_depth=6,
+                                       M=16, d_I=6, K_I=32, K_R=64)),
+    'farmer-tiny': (FarmerConfig, dict(image_shape=(1, 8, 8), patch=2, n_blocks=2, depth=1,
+                                       width=32, head_dim=16, num_classes=4, ar_width=32,
+                                       ar_depth=1, M=2, d_I=2, K_I=3, K_R=2)),
     'emoji64-p8': (FarmerConfig, dict(image_shape=(3, 64, 64), patch=8, num_classes=9, ar_width=192,
                                       ar_depth=3, M=16, d_I=32, K_I=32, K_R=64, basis='dct',
                                       coupling=256)),                  # 64 tokens × 192: 9.7 M
     'emoji64-p16': (FarmerConfig, dict(image_shape=(3, 64, 64), patch=16, width=256, num_classes=9,
                                        ar_width=192, ar_depth=3, M=16, d_I=128, K_I=64, K_R=64,
                                        basis='dct', coupling=256)),    # 16 tokens × 768: 38 M
-    'tarflow-emoji64-p8': (GaussianFlowConfig, dict(image_shape=(3, 64, 64), patch=8, n_blocks=10, depth=2,
-                                                    width=192, num_classes=9)),     # 10.2 M
-    'tarflow-emoji64-p16': (GaussianFlowConfig, dict(image_shape=(3, 64, 64), patch=16, n_blocks=8, depth=3,
-                                                     width=320, num_classes=9)),    # 35.6 M
-    'imagenet256-p16-flow8': (GaussianFlowConfig, dict(image_shape=(3, 256, 256), patch=16, n_blocks=8, depth=4, width=768,
-                                                      num_classes=1000)),   # the paper-shaped flow of the speed benchmarks
-    'imagenet256-p16': (FarmerConfig, dict(image_shape=(3, 256, 256), patch=16, n_blocks=28, depth=4, width=768, num_classes=1000,
-                                           ar_width=768, ar_depth=12, M=64, d_I=128, K_I=64, K_R=200)),
-    'imagenet256-p8': (FarmerConfig, dict(image_shape=(3, 256, 256), patch=8, n_blocks=28, depth=4, width=768, num_classes=1000,
-                                          ar_width=768, ar_depth=12, M=64, d_I=128, K_I=64, K_R=200)),
+    'tarflow-emoji64-p8': (GaussianFlowConfig, dict(image_shape=(3, 64, 64), patch=8, n_blocks=10,
+                                                    depth=2, width=192, num_classes=9)),  # 10.2 M
+    'tarflow-emoji64-p16': (GaussianFlowConfig, dict(image_shape=(3, 64, 64), patch=16, n_blocks=8,
+                                                     depth=3, width=320, num_classes=9)),  # 35.6 M
+    # the paper-shaped flow of the speed benchmarks
+    'imagenet256-p16-flow8': (GaussianFlowConfig, dict(image_shape=(3, 256, 256), patch=16,
+                                                       n_blocks=8, depth=4, width=768,
+                                                       num_classes=1000)),
+    'imagenet256-p16': (FarmerConfig, dict(image_shape=(3, 256, 256), patch=16, n_blocks=28,
+                                           depth=4, width=768, num_classes=1000, ar_width=768,
+                                           ar_depth=12, M=64, d_I=128, K_I=64, K_R=200)),
+    'imagenet256-p8': (FarmerConfig, dict(image_shape=(3, 256, 256), patch=8, n_blocks=28,
+                                          depth=4, width=768, num_classes=1000, ar_width=768,
+                                          ar_depth=12, M=64, d_I=128, K_I=64, K_R=200)),
 }
 
 def get_config(preset, **overrides):
     "The config of a named preset, with `overrides` applied."
-    if preset not in PRESETS: raise ValueError(f"preset: unknown {preset!r}; available: {', '.join(sorted(PRESETS))}")
+    if preset not in PRESETS:
+        raise ValueError(f"preset: unknown {preset!r}; available: {', '.join(sorted(PRESETS))}")
     cls, kw = PRESETS[preset]
     unknown = set(overrides) - {f.name for f in fields(cls)}
     if unknown: raise ValueError(f"overrides: {sorted(unknown)} are not fields of {cls.__name__}")
@@ -161,25 +188,31 @@ def standard_normal_logprob(z):
 
 # %% ../nbs/06_model.ipynb #aa691703
 def prepare_labels(labels, num_classes, B, device, label_drop=0.0, validate=True):
-    "Checked labels (B,) on `device`, None → null label `num_classes`, each dropped to null with prob `label_drop`."
+    """Checked labels (B,) on `device`, None → the null label `num_classes`, each dropped to the
+    null label with probability `label_drop`."""
     if num_classes == 0:
-        if labels is not None: raise ValueError("labels: this model is unconditional (num_classes=0); pass labels=None")
+        if labels is not None:
+            raise ValueError("labels: this model is unconditional (num_classes=0); "
+                             "pass labels=None")
         return None
     if labels is None: return torch.full((B,), num_classes, dtype=torch.long, device=device)
     labels = (check_labels(labels, num_classes, B) if validate else labels).to(device)
     if label_drop > 0:
-        labels = torch.where(torch.rand(B, device=device) < label_drop, torch.full_like(labels, num_classes), labels)
+        drop = torch.rand(B, device=device) < label_drop                        # (B,)
+        labels = torch.where(drop, torch.full_like(labels, num_classes), labels)
     return labels
 
 # %% ../nbs/06_model.ipynb #46394624
 class DensityModel(nn.Module):
-    "Shared interface: `nll(y, labels)` in nats/dim, `bits_per_dim(x, labels)` on uint8 pixels, `sample`, `block_stats`."
+    """Shared interface: `nll(y, labels)` in nats/dim, `bits_per_dim(x, labels)` on uint8 pixels,
+    `sample`, `block_stats`."""
     @property
     def device(self): return next(self.parameters()).device
     @property
     def dtype(self): return next(self.parameters()).dtype
     def forward(self, y, labels=None, label_drop=0.0, validate=True):
-        "The NLL in nats/dim (B,): `model(y, labels)` is `model.nll(y, labels)` (so wrappers such as DDP see it)."
+        """The NLL in nats/dim (B,): `model(y, labels)` is `model.nll(y, labels)` (so that wrappers
+        such as DDP see it)."""
         return self.nll(y, labels, label_drop, validate)
 
     def _inputs(self, y, labels, label_drop, validate):
@@ -191,23 +224,25 @@ class DensityModel(nn.Module):
     def bits_per_dim(self, x, labels=None, generator=None):
         "Bits per dimension of uint8 images x (B, C, H, W) under uniform dequantization: (B,)."
         check_images(x, self.cfg.image_shape, dtype='uint8', name='x')
-        return nll_to_bpd(self.nll(dequantize(x.to(self.device), 'uniform', generator=generator), labels))
+        y = dequantize(x.to(self.device), 'uniform', generator=generator)
+        return nll_to_bpd(self.nll(y, labels))
 
     @torch.no_grad()
     def block_stats(self, x, labels=None):
-        "Per-block health on uint8 images x: lists of E[z²] after each flow block and of each block's log-det per dim."
+        "Per-block health on uint8 images x: lists of E[z²] after each flow block, log-det per dim."
         y = dequantize(x.to(self.device), 'center').to(self.dtype)
         c = prepare_labels(labels, self.cfg.num_classes, x.shape[0], self.device)
-        return {k: v.tolist() for k, v in self.flow.block_stats(patchify(y, self.cfg.patch), c).items()}
+        stats = self.flow.block_stats(patchify(y, self.cfg.patch), c)
+        return {k: v.tolist() for k, v in stats.items()}
 
 # %% ../nbs/06_model.ipynb #5e1b9d6a
 class GaussianFlow(DensityModel):
-    "TarFlow-style baseline: autoregressive flow + N(0, I) prior, class-conditional through the flow blocks."
+    "TarFlow-style baseline: autoregressive flow + N(0, I) prior, class-conditional in the blocks."
     def __init__(self, cfg: GaussianFlowConfig):
         super().__init__()
         self.cfg = cfg
-        self.flow = AutoregressiveFlow(cfg.d, cfg.N, cfg.n_blocks, cfg.width, cfg.depth, cfg.head_dim,
-                                       num_classes=cfg.num_classes, clip=cfg.clip,
+        self.flow = AutoregressiveFlow(cfg.d, cfg.N, cfg.n_blocks, cfg.width, cfg.depth,
+                                       cfg.head_dim, num_classes=cfg.num_classes, clip=cfg.clip,
                                        final_norm=cfg.final_norm, class_std=cfg.class_std)
 
     def nll(self, y, labels=None, label_drop=0.0, validate=True):
@@ -223,17 +258,19 @@ class GaussianFlow(DensityModel):
 
 # %% ../nbs/06_model.ipynb #f341ab55
 class Farmer(DensityModel):
-    "FARMER: unconditional autoregressive flow → (channel mixing) → final permutation → split → AR prior with GMM heads."
+    """FARMER: unconditional autoregressive flow → (channel mixing) → final permutation → split →
+    AR prior with GMM heads."""
     def __init__(self, cfg: FarmerConfig):
         super().__init__()
         self.cfg = cfg
-        self.flow = AutoregressiveFlow(cfg.d, cfg.N, cfg.n_blocks, cfg.width, cfg.depth, cfg.head_dim,
-                                       num_classes=0, clip=cfg.clip, final_norm=cfg.final_norm)
+        self.flow = AutoregressiveFlow(cfg.d, cfg.N, cfg.n_blocks, cfg.width, cfg.depth,
+                                       cfg.head_dim, num_classes=0, clip=cfg.clip,
+                                       final_norm=cfg.final_norm)
         self.basis = TokenBasis(cfg.patch, cfg.image_shape[0]) if cfg.basis == 'dct' else None
         self.mixing = ChannelMixing(cfg.d) if cfg.mixing else None
         self.split = ChannelSplit(cfg.d, cfg.d_I, cfg.split)
-        self.prior = ARPrior(cfg.N, cfg.d_I, cfg.d - cfg.d_I, cfg.num_classes, cfg.ar_width, cfg.ar_depth, cfg.head_dim,
-                             cfg.M, cfg.K_I, cfg.K_R, cfg.redundant)
+        self.prior = ARPrior(cfg.N, cfg.d_I, cfg.d - cfg.d_I, cfg.num_classes, cfg.ar_width,
+                             cfg.ar_depth, cfg.head_dim, cfg.M, cfg.K_I, cfg.K_R, cfg.redundant)
         d_R = cfg.d - cfg.d_I
         self.coupling = None
         if cfg.coupling and d_R:
@@ -242,16 +279,19 @@ class Farmer(DensityModel):
         self.final_reverse = (cfg.n_blocks % 2 == 1) == cfg.final_permute
 
     def _null(self, c, B):
-        return c if c is not None else torch.zeros(B, dtype=torch.long, device=self.device)   # num_classes = 0: row 0 is the null label
+        if c is not None: return c
+        return torch.zeros(B, dtype=torch.long, device=self.device)  # num_classes = 0: row 0, null
 
     def latent(self, X):
-        "Tokens X (B, N, d) → (Z^I, Z^R, log|det| (B,)): flow, basis, mixing, permutation, split, coupling."
+        """Tokens X (B, N, d) → (Z^I, Z^R, log|det| (B,)): flow, basis, mixing, permutation, split,
+        coupling."""
         z, logdet = self.flow(X)                                                  # (B, N, d), (B,)
         for f in (self.basis, self.mixing):
             if f is not None:
                 z, ld = f(z)
                 logdet = logdet + ld
-        z_I, z_R = self.split.split(permute_tokens(z, self.final_reverse))  # (B, N, d_I), (B, N, d_R)
+        z = permute_tokens(z, self.final_reverse)
+        z_I, z_R = self.split.split(z)                              # (B, N, d_I), (B, N, d_R)
         if self.coupling is not None:
             z_R, ld = self.coupling(z_I, z_R)
             logdet = logdet + ld
@@ -274,67 +314,127 @@ class Farmer(DensityModel):
         return -(self.prior.log_prob(z_I, z_R, self._null(c, X.shape[0])) + logdet) / self.cfg.D
 
 # %% ../nbs/06_model.ipynb #b754ee5c
+@patch
 @torch.no_grad()
-def _farmer_block_stats(self, x, labels=None):
-    "The flow's per-block health plus the effective number of components of the informative and redundant mixtures."
+def block_stats(self: Farmer, x, labels=None):
+    """The flow's per-block health plus the effective number of components of the informative and
+    redundant mixtures."""
     stats = DensityModel.block_stats(self, x, labels)
-    c = self._null(prepare_labels(labels, self.cfg.num_classes, x.shape[0], self.device), x.shape[0])
-    z_I, z_R, _ = self.latent(patchify(dequantize(x.to(self.device), 'center').to(self.dtype), self.cfg.patch))
+    B = x.shape[0]
+    c = self._null(prepare_labels(labels, self.cfg.num_classes, B, self.device), B)
+    y = dequantize(x.to(self.device), 'center').to(self.dtype)
+    z_I, z_R, _ = self.latent(patchify(y, self.cfg.patch))
     g_I, g_R = self.prior(z_I, c)
     stats['eff_K_I'] = g_I.effective_components().item()
     if g_R is not None: stats['eff_K_R'] = g_R.effective_components().item()
     return stats
 
-Farmer.block_stats = _farmer_block_stats
-
 # %% ../nbs/06_model.ipynb #9f9cf059
-def _farmer_sample_latent(self, c, B, generator=None, T_pi=1.0, T_sigma=1.0, gamma=1.0, guidance=None):
-    "Draw a latent Z (B, N, d) from the AR prior (temperatures T_pi, T_sigma; redundant std × gamma; a `guidance` rule of `07_guidance`)."
-    if guidance is not None and self.cfg.num_classes == 0: raise ValueError("guidance: needs a class-conditional model")
+@patch
+def sample_latent(self: Farmer, c, B, generator=None, T_pi=1.0, T_sigma=1.0, gamma=1.0,
+                  guidance=None):
+    """Draw a latent Z (B, N, d) from the AR prior: temperatures T_pi, T_sigma, redundant std ×
+    gamma, or a `guidance` rule of `07_guidance`."""
+    if guidance is not None and self.cfg.num_classes == 0:
+        raise ValueError("guidance: needs a class-conditional model")
     z_I, z_R = self.prior.sample(self._null(c, B), T_pi, T_sigma, gamma, generator, rule=guidance)
     return self.unlatent(z_I, z_R)
 
-Farmer.sample_latent = _farmer_sample_latent
-
 # %% ../nbs/06_model.ipynb #2cb58a0a
+@patch
 @torch.no_grad()
-def _sample(self, labels=None, n=None, generator=None, inverse=None, max_redraws=3, seeds=None, **kw):
-    "Draw images: uint8 (B, C, H, W); `labels` (B,), or None with `n`; `seeds` (B,) make each image independent of the batch."
-    if labels is None and (not isinstance(n, int) or n < 1): raise ValueError(f"n: expected a positive int when labels is None, got {n!r}")
+def sample(self: DensityModel,
+           labels=None,     # class labels (B,); None: `n` images of the null label
+           n=None,          # the number of images when `labels` is None
+           generator=None,  # a torch.Generator for every random draw (`seeds` replaces it)
+           inverse=None,    # None: the exact flow inverse; 'student': `08_distill`'s; or a callable
+           max_redraws=3,   # rounds of re-drawing the images whose pixels come out non-finite
+           seeds=None,      # one int per image: each image its own random stream, in any batch
+           **latent):       # keywords of this model's `sample_latent` (see its `sample`)
+    "Draw uint8 images (B, C, H, W): a latent from the prior, then the flow inverse."
+    if labels is None and (not isinstance(n, int) or n < 1):
+        raise ValueError(f"n: expected a positive int when labels is None, got {n!r}")
     B = n if labels is None else len(labels)
     if seeds is not None:
-        if len(seeds) != B: raise ValueError(f"seeds: expected {B} seeds, one per sample, got {len(seeds)}")
+        if len(seeds) != B:
+            raise ValueError(f"seeds: expected {B} seeds, one per sample, got {len(seeds)}")
         generator = NoiseBank(seeds, self.device)
     c = prepare_labels(labels, self.cfg.num_classes, B, self.device)
     if inverse == 'student':
-        if getattr(self, 'student', None) is None: raise ValueError("inverse: 'student' needs a distilled student (08_distill's `distill`)")
+        if getattr(self, 'student', None) is None:
+            raise ValueError("inverse: 'student' needs a distilled student "
+                             "(08_distill's `distill`)")
         # held outside the module tree
         inverse = self.student.to(device=self.device, dtype=self.dtype).inverse
     inverse = inverse or self.flow.inverse
-    draw = lambda: unpatchify(inverse(self.sample_latent(c, B, generator, **kw), c), self.cfg.patch, self.cfg.image_shape)
-    y = draw()                                                                            # (B, C, H, W)
+    def draw():
+        Z = self.sample_latent(c, B, generator, **latent)                       # (B, N, d)
+        return unpatchify(inverse(Z, c), self.cfg.patch, self.cfg.image_shape)
+    y = draw()                                                                   # (B, C, H, W)
     self.last_redrawn = 0
     for _ in range(max_redraws):
-        bad = ~torch.isfinite(y).flatten(1).all(1)                                        # (B,)
+        bad = ~torch.isfinite(y).flatten(1).all(1)                               # (B,)
         if not bad.any(): break
         self.last_redrawn += int(bad.sum())
         y = torch.where(bad[:, None, None, None], draw(), y)
     return quantize(y.nan_to_num(0.0))
 
-DensityModel.sample = _sample
+@patch
+def sample(self: GaussianFlow,
+           labels=None,      # class labels (B,); None: `n` images of the null label
+           n=None,           # the number of images when `labels` is None
+           generator=None,   # a torch.Generator for every random draw (`seeds` replaces it)
+           inverse=None,     # None: the exact flow inverse; 'student'; or a callable
+           max_redraws=3,    # rounds of re-drawing the images whose pixels come out non-finite
+           seeds=None,       # one int per image: each image its own random stream
+           *,
+           temperature=1.0): # the latent's standard deviation: Z ~ N(0, temperature² I)
+    """Draw uint8 images (B, C, H, W): Z ~ N(0, temperature² I), then the flow inverse.
+
+    `temperature` < 1 trades diversity for typical images. The other arguments are those of
+    `DensityModel.sample`."""
+    return DensityModel.sample(self, labels, n, generator, inverse, max_redraws, seeds,
+                               temperature=temperature)
+
+@patch
+def sample(self: Farmer,
+           labels=None,      # class labels (B,); None: `n` images of the null label
+           n=None,           # the number of images when `labels` is None
+           generator=None,   # a torch.Generator for every random draw (`seeds` replaces it)
+           inverse=None,     # None: the exact flow inverse; 'student'; or a callable
+           max_redraws=3,    # rounds of re-drawing the images whose pixels come out non-finite
+           seeds=None,       # one int per image: each image its own random stream
+           *,
+           guidance=None,    # a rule of `07_guidance`, e.g. Resampling(w); None: no guidance
+           T_pi=1.0,         # T_π: every mixture's logits × T_π (only without `guidance`)
+           T_sigma=1.0,      # T_σ: every component's standard deviation × T_σ (likewise)
+           gamma=1.0):       # γ: the redundant channels' standard deviations × γ
+    """Draw uint8 images (B, C, H, W): the AR prior draws Z^I token by token and Z^R from the shared
+    mixture, then the flow inverse.
+
+    `guidance`: classifier-free guidance at every AR step, a rule of `07_guidance` that holds its
+    own weight w and temperatures: `Resampling(w, s_c, s_u, T_pi, T_sigma, T_pi_v, T_sigma_v, T_s)`
+    (FARMER's Algorithm 1: pools of s_c and s_u candidates), `NaiveGuidance(w, T_pi, T_sigma)` or
+    `NoGuidance(T_pi, T_sigma)`; None samples the conditional mixtures.
+    `T_pi`, `T_sigma`: the sampling temperatures without a rule; T_π > 1 concentrates the mixture
+    weights, T_σ < 1 narrows every component (0: component means).
+    `gamma`: γ scales the redundant channels' standard deviations (FARMER Fig. 7; 0: their means).
+    The other arguments are those of `DensityModel.sample`."""
+    return DensityModel.sample(self, labels, n, generator, inverse, max_redraws, seeds,
+                               guidance=guidance, T_pi=T_pi, T_sigma=T_sigma, gamma=gamma)
 
 # %% ../nbs/06_model.ipynb #cd80e4e7
-def _setattr(self, name, value):
+@patch
+def __setattr__(self: DensityModel, name, value):
     "`model.student = s` stays beside the module tree (not in `state_dict`); others as usual."
     if name == 'student': object.__setattr__(self, name, value)
     else: nn.Module.__setattr__(self, name, value)
 
-DensityModel.__setattr__ = _setattr
-
 # %% ../nbs/06_model.ipynb #69d92435
 @torch.no_grad()
 def randomize_model_(model, std=0.05, seed=0):
-    "Replace every weight that is exactly 0 (flow outputs, GMM logit and scale rows, mixing, LayerNorm biases) by small random values, for tests."
+    """Replace every weight that is exactly 0 (flow outputs, GMM logit and scale rows, mixing,
+    LayerNorm biases) by small random values, for tests."""
     g = torch.Generator().manual_seed(seed)
     for p in model.parameters():
         zero = p == 0
@@ -345,27 +445,32 @@ def randomize_model_(model, std=0.05, seed=0):
 MODELS = {'GaussianFlow': (GaussianFlow, GaussianFlowConfig), 'Farmer': (Farmer, FarmerConfig)}
 
 def build_model(cfg):
-    "The model a config describes: `Farmer` for a `FarmerConfig`, `GaussianFlow` for a `GaussianFlowConfig`."
+    "The model a config describes: `Farmer` for a `FarmerConfig`, `GaussianFlow` for its config."
     for model_cls, cfg_cls in MODELS.values():
         if type(cfg) is cfg_cls: return model_cls(cfg)
-    raise TypeError(f"cfg: expected one of {[c.__name__ for _, c in MODELS.values()]}, got {type(cfg).__name__}")
+    names = [c.__name__ for _, c in MODELS.values()]
+    raise TypeError(f"cfg: expected one of {names}, got {type(cfg).__name__}")
 
 def _digest(tensors):
     h = hashlib.sha256()
     for k in sorted(tensors):
-        h.update(k.encode()); h.update(tensors[k].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        h.update(k.encode())
+        h.update(tensors[k].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 def write_tensors(path, tensors, meta):
-    "Write CPU tensors and string metadata to a safetensors file atomically (temp file, fsync, rename), adding a SHA-256."
+    """Write CPU tensors and string metadata to a safetensors file atomically (temp file, fsync,
+    rename), adding a SHA-256."""
     from safetensors.torch import save_file
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {**meta, 'sha256': _digest(tensors)}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=meta)
-        umask = os.umask(0); os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)                                 # the usual permissions of a new file
+        umask = os.umask(0)                                 # read the umask (set, then restore)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)                       # the usual permissions of a new file
         with open(tmp, 'rb') as f: os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
@@ -373,45 +478,58 @@ def write_tensors(path, tensors, meta):
     return path
 
 def read_tensors(path, formats, classes=None):
-    "Read a file written by `write_tensors` whose format is one of `formats` (and class one of `classes`, default the models), verifying its checksum."
+    """Read a file written by `write_tensors` whose format is one of `formats` (and class one of
+    `classes`, default the models), verifying its checksum."""
     from safetensors import safe_open
     try:
         with safe_open(str(path), framework='pt') as f:
             meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
     except FileNotFoundError: raise
-    except Exception as e: raise ValueError(f"{path}: not a readable safetensors checkpoint (truncated or corrupted?): {e}") from e
-    if meta.get('format') not in formats or meta.get('class') not in (MODELS if classes is None else classes):
-        raise ValueError(f"{path}: not a farmer_nb model checkpoint (format {meta.get('format')!r}, class {meta.get('class')!r}; "
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable safetensors checkpoint (truncated or "
+                         f"corrupted?): {e}") from e
+    classes = MODELS if classes is None else classes
+    if meta.get('format') not in formats or meta.get('class') not in classes:
+        raise ValueError(f"{path}: not a farmer_nb model checkpoint (format "
+                         f"{meta.get('format')!r}, class {meta.get('class')!r}; "
                          f"expected format {' or '.join(formats)})")
-    if _digest(tensors) != meta.get('sha256'): raise ValueError(f"{path}: checksum mismatch: the file is corrupted or was modified")
+    if _digest(tensors) != meta.get('sha256'):
+        raise ValueError(f"{path}: checksum mismatch: the file is corrupted or was modified")
     return tensors, meta
 
 # %% ../nbs/06_model.ipynb #e51b871a
 def state_tensors(module, dtype=None, prefix=''):
-    "A module's state as contiguous CPU tensors named `prefix + name`, floats cast to `dtype` if given (e.g. float16 to ship)."
+    """A module's state as contiguous CPU tensors named `prefix + name`, floats cast to `dtype` if
+    given (e.g. float16 to ship)."""
     cast = lambda v: v.to(dtype) if dtype is not None and v.is_floating_point() else v
     return {prefix + k: cast(v.detach()).cpu().contiguous() for k, v in module.state_dict().items()}
 
 def save_model(model, path, dtype=None, **extra):
-    "Write `model`'s weights and config to a safetensors file atomically (floats cast to `dtype` if given); `extra` strings go in the metadata."
-    meta = {'format': 'farmer_nb.model/1', 'class': type(model).__name__, 'config': json.dumps(asdict(model.cfg))}
-    if set(extra) & {*meta, 'sha256'}: raise ValueError(f"extra: {sorted(set(extra) & {*meta, 'sha256'})} are reserved metadata keys")
-    return write_tensors(path, state_tensors(model, dtype), {**meta, **{k: str(v) for k, v in extra.items()}})
+    """Write `model`'s weights and config to a safetensors file atomically (floats cast to `dtype`
+    if given); `extra` strings go in the metadata."""
+    meta = {'format': 'farmer_nb.model/1', 'class': type(model).__name__,
+            'config': json.dumps(asdict(model.cfg))}
+    reserved = set(extra) & {*meta, 'sha256'}
+    if reserved: raise ValueError(f"extra: {sorted(reserved)} are reserved metadata keys")
+    extra_meta = {k: str(v) for k, v in extra.items()}
+    return write_tensors(path, state_tensors(model, dtype), {**meta, **extra_meta})
 
 def config_diff(a, b):
     "Names and values of the fields where configs `a` and `b` differ."
-    return {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in fields(a) if getattr(a, f.name) != getattr(b, f.name)}
+    pairs = {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in fields(a)}
+    return {name: (u, v) for name, (u, v) in pairs.items() if u != v}
 
 def model_from_checkpoint(tensors, meta, path='checkpoint', expect_config=None, prefix=''):
-    "Build the model a checkpoint's metadata describes and load its weights (the tensors under `prefix`)."
+    "Build the model a checkpoint's metadata describes; load its weights (the tensors at `prefix`)."
     model_cls, cfg_cls = MODELS[meta['class']]
     cfg = cfg_cls(**json.loads(meta['config']))
     if expect_config is not None and config_diff(expect_config, cfg):
-        diff = ', '.join(f"{k}: expected {a!r}, checkpoint has {b!r}" for k, (a, b) in config_diff(expect_config, cfg).items())
+        diff = ', '.join(f"{k}: expected {a!r}, checkpoint has {b!r}"
+                         for k, (a, b) in config_diff(expect_config, cfg).items())
         raise ValueError(f"{path}: checkpoint is from another config ({diff})")
     model = model_cls(cfg)
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    stale = [k for k in state if k.startswith('student.')]  # a student saved inside the model (older files)
+    stale = [k for k in state if k.startswith('student.')]   # a student inside (older files)
     if stale:
         import warnings
         warnings.warn(f"{path}: holds the weights of a distilled student too; they are skipped "
@@ -420,7 +538,8 @@ def model_from_checkpoint(tensors, meta, path='checkpoint', expect_config=None, 
     return model
 
 def load_model(path, device='cpu', expect_config=None):
-    "Load a model saved by `save_model` (or from a training checkpoint), verifying its checksum and, if given, its config."
+    """Load a model saved by `save_model` (or from a training checkpoint), verifying its checksum
+    and, if given, its config."""
     tensors, meta = read_tensors(path, ('farmer_nb.model/1', 'farmer_nb.train/1'))
     prefix = 'model.' if meta['format'] == 'farmer_nb.train/1' else ''
     return model_from_checkpoint(tensors, meta, path, expect_config, prefix).to(device)
@@ -484,8 +603,10 @@ def _hub():
 # %% ../nbs/06_model.ipynb #3158fe0b
 def _card_config(path: Path) -> tuple[type, typing.Any, dict]:
     "(model class, config, card info) of a `config.json` written by `save_pretrained`, checked."
-    try: d = json.loads(Path(path).read_text(encoding='utf-8'))
-    except (OSError, ValueError) as e: raise ValueError(f"{path}: not readable JSON ({e})") from None
+    try:
+        d = json.loads(Path(path).read_text(encoding='utf-8'))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not readable JSON ({e})") from None
     if not isinstance(d, dict) or d.get('format') != PRETRAINED_FORMAT:
         got = d.get('format') if isinstance(d, dict) else type(d).__name__
         raise ValueError(f"{path}: not a config.json of save_pretrained (format {got!r}, expected "
@@ -497,21 +618,24 @@ def _card_config(path: Path) -> tuple[type, typing.Any, dict]:
         raise ValueError(f"{path}: a {d['class']} takes a {cfg_cls.__name__}, not "
                          f"{d.get('config_class')!r}")
     fields_ = d.get('config')
-    if not isinstance(fields_, dict): raise ValueError(f"{path}: 'config' must be an object of fields")
+    if not isinstance(fields_, dict):
+        raise ValueError(f"{path}: 'config' must be an object of fields")
     unknown = sorted(set(fields_) - {f.name for f in fields(cfg_cls)})
     if unknown: raise ValueError(f"{path}: {cfg_cls.__name__} has no field(s) {', '.join(unknown)}")
     try: cfg = cfg_cls(**fields_)
     except (TypeError, ValueError) as e: raise ValueError(f"{path}: {e}") from None
     return model_cls, cfg, d.get('card') or {}
 
-def find_pretrained(name_or_path: str | os.PathLike, **hub_kwargs) -> tuple[Path, Path | None, dict]:
-    "(weights file, config.json or None, card info) that a path, a shipped name or a Hub repo id stands for."
+def find_pretrained(name_or_path: str | os.PathLike,
+                    **hub_kwargs) -> tuple[Path, Path | None, dict]:
+    "(weights file, config.json or None, card info) of a path, a shipped name or a Hub repo id."
     s = os.fspath(name_or_path)
     p = Path(s).expanduser()
     if p.is_dir():
         weights, card = p/'model.safetensors', p/'config.json'
         if not weights.is_file():
-            raise FileNotFoundError(f"no such file: {weights} (a folder needs the model.safetensors "
+            raise FileNotFoundError(f"no such file: {weights} (a folder needs the "
+                                    "model.safetensors "
                                     "of save_pretrained or farmer train)")
         return weights, card if card.is_file() else None, {}
     if p.is_file(): return p, None, {}
@@ -519,23 +643,36 @@ def find_pretrained(name_or_path: str | os.PathLike, **hub_kwargs) -> tuple[Path
         return asset_path(PRETRAINED[s]), None, {'name': s, **PRETRAINED_INFO.get(s, {})}
     if p.suffix or s.startswith(('.', '/', '~')) or not _REPO_ID.fullmatch(s):
         if p.suffix or os.sep in s: raise FileNotFoundError(f"no such file: {s}")
-        raise FileNotFoundError(f"no shipped model, folder or file named {s!r} (shipped: {_shipped()})")
+        raise FileNotFoundError(f"no shipped model, folder or file named {s!r} "
+                                f"(shipped: {_shipped()})")
     if importlib.util.find_spec('huggingface_hub') is None:
-        raise FileNotFoundError(f"no shipped model, folder or file named {s!r} (shipped: {_shipped()}; "
+        raise FileNotFoundError(f"no shipped model, folder or file named {s!r} "
+                                f"(shipped: {_shipped()}; "
                                 "a Hugging Face Hub repo id needs pip install 'farmer_nb[hub]')")
-    try: folder = Path(_hub().snapshot_download(s, allow_patterns=list(PRETRAINED_FILES), **hub_kwargs))
+    try:
+        got = _hub().snapshot_download(s, allow_patterns=list(PRETRAINED_FILES), **hub_kwargs)
     except Exception as e:
-        raise FileNotFoundError(f"no shipped model, folder or file named {s!r}, and the Hugging Face "
-                                f"Hub gave none ({type(e).__name__}: {e}); shipped: {_shipped()}") from None
+        raise FileNotFoundError(f"no shipped model, folder or file named {s!r}, and the Hugging "
+                                f"Face Hub gave none ({type(e).__name__}: {e}); "
+                                f"shipped: {_shipped()}") from None
+    folder = Path(got)
     weights, card = find_pretrained(folder)[:2]
     return weights, card, {'hub_repo': s}
 
 # %% ../nbs/06_model.ipynb #f92412d0
-def _from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device = 'cpu', *,
-                     revision: str | None = None, cache_dir: str | os.PathLike | None = None,
-                     force_download: bool = False, local_files_only: bool = False,
-                     token: str | bool | None = None) -> 'DensityModel':
-    "A model from a shipped name, a folder of `save_pretrained` or `farmer train`, a .safetensors file or a Hub repo id."
+@patch(cls_method=True)
+def from_pretrained(cls: DensityModel,
+                    name_or_path: str | os.PathLike,          # name, folder, .safetensors or Hub id
+                    device: str | torch.device = 'cpu',
+                    *,
+                    revision: str | None = None,              # Hub: branch, tag or commit
+                    cache_dir: str | os.PathLike | None = None,
+                    force_download: bool = False,
+                    local_files_only: bool = False,
+                    token: str | bool | None = None) -> 'DensityModel':
+    """A model from a shipped name, a folder of `save_pretrained` or `farmer train`, a .safetensors
+    file or a Hub repo id; `Farmer.from_pretrained` refuses a `GaussianFlow` and the other way
+    round."""
     hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
                local_files_only=local_files_only, token=token)
     weights, card_file, info = find_pretrained(name_or_path, **{k: v for k, v in hub.items() if v})
@@ -556,12 +693,11 @@ def _from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.d
     model.pretrained_info = {k: v for k, v in info.items() if v is not None}
     return model
 
-# attached to the shared base class: `Farmer.from_pretrained`, `GaussianFlow.from_pretrained`, ...
-DensityModel.from_pretrained = classmethod(_from_pretrained)
 
 # %% ../nbs/06_model.ipynb #734de248
 def model_card(model: 'DensityModel', info: dict | None = None) -> str:
-    "A short model card (markdown with Hub metadata): preset, parameters, training data, test bits/dim, licence, how to load."
+    """A short model card (markdown with Hub metadata): preset, parameters, training data, test
+    bits/dim, licence, how to load."""
     info, cfg, kind = info or {}, model.cfg, type(model).__name__
     preset = preset_of(cfg)
     n = sum(p.numel() for p in model.parameters())
@@ -622,15 +758,23 @@ The farmer_nb code is Apache-2.0. Training data: {data}.
 """
 
 # %% ../nbs/06_model.ipynb #2e4a82e8
-def _save_pretrained(self, save_directory: str | os.PathLike, dtype: torch.dtype | None = None, *,
-                     trained_on: str | None = None, training: str | None = None,
-                     test_bpd: float | None = None, push_to_hub: bool = False,
-                     repo_id: str | None = None, **push_kwargs) -> Path:
-    "Write `model.safetensors`, `config.json` and a `README.md` model card into `save_directory` (floats cast to `dtype` if given)."
+@patch
+def save_pretrained(self: DensityModel,
+                    save_directory: str | os.PathLike,
+                    dtype: torch.dtype | None = None,         # cast weights, e.g. torch.float16
+                    *,
+                    trained_on: str | None = None,            # for the model card
+                    training: str | None = None,              # for the model card
+                    test_bpd: float | None = None,            # for the model card
+                    push_to_hub: bool = False,                # also upload (needs farmer_nb[hub])
+                    repo_id: str | None = None,               # Hub repo; default: the folder's name
+                    **push_kwargs) -> Path:
+    "Write `model.safetensors`, `config.json` and a `README.md` model card into `save_directory`."
     out = Path(save_directory)
     if out.exists() and not out.is_dir(): raise ValueError(f"save_directory: {out} is a file")
     given = dict(trained_on=trained_on, training=training, test_bpd=test_bpd)
-    info = {**getattr(self, 'pretrained_info', {}), **{k: v for k, v in given.items() if v is not None}}
+    known = {k: v for k, v in given.items() if v is not None}
+    info = {**getattr(self, 'pretrained_info', {}), **known}
     preset = preset_of(self.cfg)
     save_model(self, out/'model.safetensors', dtype, **({'preset': preset} if preset else {}))
     card = {k: info[k] for k in ('name', 'trained_on', 'training', 'test_bpd', 'data_licence')
@@ -643,18 +787,23 @@ def _save_pretrained(self, save_directory: str | os.PathLike, dtype: torch.dtype
     if push_to_hub: self.push_to_hub(repo_id or out.name, dtype=dtype, **push_kwargs)
     return out
 
-def _push_to_hub(self, repo_id: str, *, dtype: torch.dtype | None = None,
-                 commit_message: str = 'Upload a farmer_nb model', private: bool | None = None,
-                 token: str | None = None, branch: str | None = None,
-                 create_pr: bool | None = None) -> typing.Any:
-    "Upload the folder of `save_pretrained` to a Hugging Face Hub model repository (needs farmer_nb[hub]); the commit's info."
+@patch
+def push_to_hub(self: DensityModel,
+                repo_id: str,
+                *,
+                dtype: torch.dtype | None = None,
+                commit_message: str = 'Upload a farmer_nb model',
+                private: bool | None = None,
+                token: str | None = None,
+                branch: str | None = None,
+                create_pr: bool | None = None) -> typing.Any:
+    """Upload the folder of `save_pretrained` to a Hugging Face Hub model repository (needs
+    farmer_nb[hub]); returns the commit's info."""
     api = _hub().HfApi(token=token)
     repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory() as d:
         self.save_pretrained(d, dtype)
         return api.upload_folder(repo_id=repo_id, repo_type='model', folder_path=d,
-                                 commit_message=commit_message, revision=branch, create_pr=create_pr)
+                                 commit_message=commit_message, revision=branch,
+                                 create_pr=create_pr)
 
-# attached to the shared base class, like `sample`
-DensityModel.save_pretrained = _save_pretrained
-DensityModel.push_to_hub = _push_to_hub

@@ -15,17 +15,20 @@ from .flow import upcast, soft_clip
 
 # %% ../nbs/05_split.ipynb #077e1c60
 def split_indices(d, d_I, mode='contiguous'):
-    "Channel indices (idx_I, idx_R) of a token of size d: `mode` 'contiguous' (first d_I) or 'strided' (spread evenly)."
+    """Channel indices (idx_I, idx_R) of a token of size d: `mode` 'contiguous' (the first d_I) or
+    'strided' (spread evenly)."""
     if not 1 <= d_I <= d: raise ValueError(f"d_I: expected 1 <= d_I <= d = {d}, got {d_I}")
     if mode == 'contiguous': idx_I = torch.arange(d_I)
     elif mode == 'strided': idx_I = torch.arange(d_I) * d // d_I
     else: raise ValueError(f"mode: expected 'contiguous' or 'strided', got {mode!r}")
-    keep = torch.ones(d, dtype=torch.bool); keep[idx_I] = False
+    keep = torch.ones(d, dtype=torch.bool)
+    keep[idx_I] = False
     return idx_I, torch.arange(d)[keep]
 
 # %% ../nbs/05_split.ipynb #8bc5e378
 class ChannelSplit(nn.Module):
-    "Split latent tokens (..., d) into informative (..., d_I) and redundant (..., d_R) channels, and merge them back."
+    """Split latent tokens (..., d) into informative (..., d_I) and redundant (..., d_R) channels,
+    and merge them back."""
     def __init__(self, d, d_I, mode='contiguous'):
         super().__init__()
         idx_I, idx_R = split_indices(d, d_I, mode)
@@ -40,7 +43,8 @@ class ChannelSplit(nn.Module):
 
 # %% ../nbs/05_split.ipynb #89ccac37
 class ChannelMixing(nn.Module):
-    "Learned invertible per-token channel mixing z → z Wᵀ, W = L (U + diag(e^λ)), shared by all tokens; identity at init."
+    """Learned invertible per-token channel mixing z → z Wᵀ, W = L (U + diag(e^λ)), shared by all
+    tokens; the identity at init."""
     def __init__(self, d):
         super().__init__()
         self.L = nn.Parameter(torch.zeros(d, d))            # only the strict lower triangle is used
@@ -53,7 +57,8 @@ class ChannelMixing(nn.Module):
         up = lambda t: t.to(torch.promote_types(t.dtype, torch.float32))
         return up(self.L).tril(-1) + eye, up(self.U).triu(1) + torch.diag(torch.exp(up(self.log_s)))
     def weight(self):
-        L, U = self.factors(); return L @ U
+        L, U = self.factors()
+        return L @ U
     def forward(self, z):
         "z (B, N, d) → (z Wᵀ (B, N, d), log|det| (B,))."
         zw = z.to(torch.promote_types(z.dtype, torch.float32)) @ self.weight().T
@@ -62,12 +67,13 @@ class ChannelMixing(nn.Module):
         "The exact inverse: two triangular solves per token."
         L, U = self.factors()
         zt = z.to(L.dtype).reshape(-1, self.d).T                                      # (d, B·N)
-        x = torch.linalg.solve_triangular(U, torch.linalg.solve_triangular(L, zt, upper=False, unitriangular=True), upper=True)
+        u = torch.linalg.solve_triangular(L, zt, upper=False, unitriangular=True)     # L u = z
+        x = torch.linalg.solve_triangular(U, u, upper=True)                            # U' x = u
         return x.T.reshape(z.shape)
 
 # %% ../nbs/05_split.ipynb #855370cf
 def dct_basis(p, C):
-    "Orthogonal (d, d), d = C·p²: 2-D DCT-II × colour-opponent columns for (row, col, colour) tokens."
+    "Orthogonal (d, d), d = C·p²: 2-D DCT-II × colour-opponent columns for (row, col, colour)."
     n = torch.arange(p, dtype=torch.float64)
     D = torch.cos(math.pi * (n[None, :] + 0.5) * n[:, None] / p) * math.sqrt(2 / p)   # (freq, pos)
     D[0] /= math.sqrt(2)
@@ -89,7 +95,8 @@ class TokenBasis(nn.Module):
     "A fixed orthogonal change of basis of every token, z → z Q (here `dct_basis`); log|det| = 0."
     def __init__(self, p, C):
         super().__init__()
-        self.register_buffer('Q', dct_basis(p, C), persistent=False)  # (d, d), rebuilt from the config
+        Q = dct_basis(p, C)                                 # (d, d), rebuilt from the config
+        self.register_buffer('Q', Q, persistent=False)
     def forward(self, z):
         "z (B, N, d) → (z Q (B, N, d) in at least fp32, log|det| = 0 (B,))."
         zq = upcast(z) @ self.Q
@@ -100,7 +107,8 @@ class TokenBasis(nn.Module):
 
 # %% ../nbs/05_split.ipynb #91342cc4
 class ChannelCoupling(nn.Module):
-    "Affine coupling in each token: z^R ← (z^R − μ) ⊙ e^{−a}, (a, μ) = MLP(z^I, position); identity at init."
+    """Affine coupling in each token: z^R ← (z^R − μ) ⊙ e^{−a}, (a, μ) = MLP(z^I, position); the
+    identity at init."""
     def __init__(self, N, d_I, d_R, hidden=256, clip=4.0):
         super().__init__()
         self.inp = nn.Linear(d_I, hidden)

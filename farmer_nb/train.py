@@ -12,6 +12,7 @@ __all__ = ['NOISES', 'lr_factor', 'embedding_ids', 'make_optimizer', 'prepare_ba
 import json, math, time, warnings
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 import torch
 from tqdm.auto import tqdm
 from .data import dequantize, noise_sigma, nll_to_bpd, check_images, check_labels
@@ -19,119 +20,150 @@ from .model import write_tensors, read_tensors, model_from_checkpoint, state_ten
 
 # %% ../nbs/09_train.ipynb #dfe66160
 def lr_factor(step, total, warmup, min_ratio=0.01):
-    "Multiplier of the peak learning rate at `step`: linear warm-up over `warmup` steps, then cosine to `min_ratio`."
+    """Multiplier of the peak learning rate at `step`: linear warm-up over `warmup` steps, then
+    cosine to `min_ratio`."""
     if step < warmup: return min(1.0, (step + 1) / warmup)   # a budget's step may be fractional
     tau = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * tau))
 
 # %% ../nbs/09_train.ipynb #4beb97f0
 def embedding_ids(model):
-    "ids of `model`'s embedding tables (`nn.Embedding`) and positional embeddings (parameters named `pos_emb`)."
+    """ids of `model`'s embedding tables (`nn.Embedding`) and positional embeddings (parameters
+    named `pos_emb`)."""
     tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    return tables | {id(p) for n, p in model.named_parameters() if n.rsplit('.', 1)[-1] == 'pos_emb'}
+    named = model.named_parameters()
+    return tables | {id(p) for n, p in named if n.rsplit('.', 1)[-1] == 'pos_emb'}
 
-def make_optimizer(model, lr=2e-3, weight_decay=0.03, betas=(0.9, 0.95), fused=None, embed_decay=True):
-    "AdamW with weight decay on parameters of 2+ dimensions only (and not on embeddings unless `embed_decay`); fused (one kernel for all tensors) on CPUs and CUDA GPUs unless `fused=False`."
+def make_optimizer(model, lr=2e-3, weight_decay=0.03, betas=(0.9, 0.95), fused=None,
+                   embed_decay=True):
+    """AdamW with weight decay on parameters of 2+ dimensions only (and not on embeddings unless
+    `embed_decay`); fused (one kernel for all tensors) on CPUs and CUDA GPUs unless
+    `fused=False`."""
     skip = set() if embed_decay else embedding_ids(model)
     decays = lambda p: p.ndim >= 2 and id(p) not in skip
     decay = [p for p in model.parameters() if p.requires_grad and decays(p)]
     other = [p for p in model.parameters() if p.requires_grad and not decays(p)]
     if fused is None: fused = all(p.device.type in ('cpu', 'cuda') for p in decay + other)
-    return torch.optim.AdamW([dict(params=decay, weight_decay=weight_decay), dict(params=other, weight_decay=0.0)],
-                             lr=lr, betas=betas, fused=fused or None)
+    groups = [dict(params=decay, weight_decay=weight_decay), dict(params=other, weight_decay=0.0)]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
 
 # %% ../nbs/09_train.ipynb #60618da2
 def prepare_batch(model, x, labels, sigma=None, label_drop=0.0, generator=None, noise=None):
-    "uint8 images x (B, C, H, W) → (dequantized y, labels with dropout → null label, or None); `noise` defaults to 'uniform', or 'gaussian' when `sigma` is given."
+    """uint8 images x (B, C, H, W) → (dequantized y, labels with dropout → null label, or None);
+    `noise` defaults to 'uniform', or 'gaussian' when `sigma` is given."""
     noise = noise or ('uniform' if sigma is None else 'gaussian')
     y = dequantize(x, noise, 0.0 if sigma is None else sigma, generator)
     if labels is None or model.cfg.num_classes == 0: return y, None
-    drop = torch.rand(len(labels), generator=generator, device=labels.device) < label_drop           # (B,)
+    u = torch.rand(len(labels), generator=generator, device=labels.device)
+    drop = u < label_drop                                                          # (B,)
     return y, torch.where(drop, torch.full_like(labels, model.cfg.num_classes), labels)
 
 def optimizer_step(net, opt, y, c, grad_clip=1.0, amp_dtype=None):
-    "Mean NLL of (y, c), backward, clip, and an AdamW step only if everything is finite: (loss, grad_norm, applied: a bool, or a bool tensor for a fused AdamW)."
-    with torch.autocast(y.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-        loss = net(y, c, validate=False).mean()                                  # nats/dim; data checked in fit
+    """Mean NLL of (y, c), backward, clip, and an AdamW step only if everything is finite:
+    (loss, grad_norm, applied: a bool, or a bool tensor for a fused AdamW)."""
+    dtype, amp = amp_dtype or torch.bfloat16, amp_dtype is not None
+    with torch.autocast(y.device.type, dtype=dtype, enabled=amp):
+        loss = net(y, c, validate=False).mean()                 # nats/dim; data checked in fit
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    if opt.param_groups[0].get('fused'):                                          # clip and skip inside the kernel: no host sync
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in net.parameters() if p.grad is not None])
+    if opt.param_groups[0].get('fused'):          # clip and skip inside the kernel: no host sync
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads)
         ok = torch.isfinite(loss) & torch.isfinite(grad_norm)                   # (), on the device
-        opt.grad_scale = torch.clamp((grad_norm + 1e-6) / grad_clip, min=1.0)   # gradients ÷ this = clip_grad_norm_'s result
-        opt.found_inf = (~ok).float()                                             # fused kernels leave everything as it was if 1
-        opt.step(); del opt.grad_scale, opt.found_inf
-        opt.zero_grad(set_to_none=True)                                           # (unclipped, maybe non-finite) gradients are not kept
+        # gradients ÷ grad_scale = clip_grad_norm_'s result
+        opt.grad_scale = torch.clamp((grad_norm + 1e-6) / grad_clip, min=1.0)
+        opt.found_inf = (~ok).float()            # fused kernels leave everything as it was if 1
+        opt.step()
+        del opt.grad_scale, opt.found_inf
+        opt.zero_grad(set_to_none=True)        # (unclipped, maybe non-finite) gradients: not kept
         return loss.detach(), grad_norm.detach(), ok
     grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
     ok = torch.isfinite(loss) & torch.isfinite(grad_norm)
-    applied = bool(ok)                                                            # other optimizers: one host sync per step
+    applied = bool(ok)                               # other optimizers: one host sync per step
     if applied: opt.step()
     else: opt.zero_grad(set_to_none=True)
     return loss.detach(), grad_norm.detach(), applied
 
-def train_step(model, opt, x, labels, sigma=None, label_drop=0.0, grad_clip=1.0, amp_dtype=None, generator=None):
+def train_step(model, opt, x, labels, sigma=None, label_drop=0.0, grad_clip=1.0, amp_dtype=None,
+               generator=None):
     "One AdamW step on uint8 images x (B, C, H, W); returns (loss, grad_norm, applied)."
-    return optimizer_step(model, opt, *prepare_batch(model, x, labels, sigma, label_drop, generator), grad_clip, amp_dtype)
+    y, c = prepare_batch(model, x, labels, sigma, label_drop, generator)
+    return optimizer_step(model, opt, y, c, grad_clip, amp_dtype)
 
 # %% ../nbs/09_train.ipynb #fc3c6cab
 def save_training(path, model, opt, g, loop, ema=None):
-    "Write a resumable training checkpoint: weights, AdamW state, EMA weights, the loop's position and log, and every RNG state."
+    """Write a resumable training checkpoint: weights, AdamW state, EMA weights, the loop's
+    position and log, and every RNG state."""
     tensors = state_tensors(model, prefix='model.')
     sd = opt.state_dict()
     for i, st in sd['state'].items():
-        for k, v in st.items(): tensors[f'opt.{i}.{k}'] = torch.as_tensor(v).detach().cpu().contiguous()
+        for k, v in st.items():
+            tensors[f'opt.{i}.{k}'] = torch.as_tensor(v).detach().cpu().contiguous()
     tensors['loop.perm'] = loop['perm'].cpu()
     tensors['rng.cpu'], tensors['rng.data'] = torch.get_rng_state(), g.get_state()
     if g.device.type == 'cuda': tensors['rng.cuda'] = torch.cuda.get_rng_state(g.device)
     for i, p in enumerate(ema or []): tensors[f'ema.{i}'] = p.detach().cpu().contiguous()
-    meta = {'format': 'farmer_nb.train/1', 'class': type(model).__name__, 'config': json.dumps(asdict(model.cfg)),
+    meta = {'format': 'farmer_nb.train/1', 'class': type(model).__name__,
+            'config': json.dumps(asdict(model.cfg)),
             'param_groups': json.dumps(sd['param_groups']), 'rng_device': g.device.type,
             'loop': json.dumps({k: v for k, v in loop.items() if k != 'perm'})}
     return write_tensors(path, tensors, meta)
 
 # %% ../nbs/09_train.ipynb #f8badc4e
 def load_training(path, model, opt, g, settings, ema=None):
-    "Restore `save_training`'s checkpoint into model, opt, g (and `ema`), after checking class, config and `settings`; returns the loop state."
+    """Restore `save_training`'s checkpoint into model, opt, g (and `ema`), after checking class,
+    config and `settings`; returns the loop state."""
     tensors, meta = read_tensors(path, ('farmer_nb.train/1',))
-    ckpt = model_from_checkpoint(tensors, meta, path, model.cfg, prefix='model.') if meta['class'] == type(model).__name__ else None
-    if ckpt is None: raise ValueError(f"{path}: checkpoint of a {meta['class']}, not a {type(model).__name__}")
+    if meta['class'] != type(model).__name__:
+        raise ValueError(f"{path}: checkpoint of a {meta['class']}, not a {type(model).__name__}")
+    ckpt = model_from_checkpoint(tensors, meta, path, model.cfg, prefix='model.')
     loop = json.loads(meta['loop'])
-    diff = {k: (v, loop['settings'].get(k)) for k, v in settings.items() if loop['settings'].get(k) != v}
-    if diff: raise ValueError(f"{path}: written by a run with other settings: " +
-                              ', '.join(f"{k}: now {a!r}, checkpoint {b!r}" for k, (a, b) in diff.items()))
+    saved = loop['settings']
+    diff = {k: (v, saved.get(k)) for k, v in settings.items() if saved.get(k) != v}
+    if diff:
+        what = ', '.join(f"{k}: now {a!r}, checkpoint {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"{path}: written by a run with other settings: " + what)
     model.load_state_dict(ckpt.state_dict())
     state = {}
     for k, v in tensors.items():
-        if k.startswith('opt.'): _, i, name = k.split('.', 2); state.setdefault(int(i), {})[name] = v
+        if not k.startswith('opt.'): continue
+        _, i, name = k.split('.', 2)
+        state.setdefault(int(i), {})[name] = v
     opt.load_state_dict({'state': state, 'param_groups': json.loads(meta['param_groups'])})
     if ema is not None:
-        if 'ema.0' not in tensors: raise ValueError(f"{path}: written by a run without EMA weights; resume without ema")
+        if 'ema.0' not in tensors:
+            raise ValueError(f"{path}: written by a run without EMA weights; resume without ema")
         for i, p in enumerate(ema): p.copy_(tensors[f'ema.{i}'])
     torch.set_rng_state(tensors['rng.cpu'])
     if meta.get('rng_device', g.device.type) == g.device.type:
         g.set_state(tensors['rng.data'])
-        if 'rng.cuda' in tensors and g.device.type == 'cuda': torch.cuda.set_rng_state(tensors['rng.cuda'], g.device)
-    else:                            # a CUDA generator's state means nothing to a CPU one, and the reverse
+        if 'rng.cuda' in tensors and g.device.type == 'cuda':
+            torch.cuda.set_rng_state(tensors['rng.cuda'], g.device)
+    else:                           # a CUDA generator's state means nothing to a CPU one
         g.manual_seed(settings['seed'] * 1_000_003 + loop['step'])
-        warnings.warn(f"{path}: written on {meta['rng_device']}, resumed on {g.device.type}: the weights, optimizer and data "
-                      f"order continue exactly, the noise stream is reseeded (its draws differ from an uninterrupted run)")
+        warnings.warn(f"{path}: written on {meta['rng_device']}, resumed on {g.device.type}: the "
+                      f"weights, optimizer and data order continue exactly, the noise stream is "
+                      f"reseeded (its draws differ from an uninterrupted run)")
     loop['perm'] = tensors['loop.perm'].to(g.device)
     return loop
 
 # %% ../nbs/09_train.ipynb #1c632e52
 class StepTally:
-    "On-device counts of applied and skipped steps, so that skipping a non-finite step needs no host sync; `sync` reads them and raises once too many were skipped."
+    """On-device counts of applied and skipped steps, so that skipping a non-finite step needs no
+    host sync; `sync` reads them and raises once too many were skipped."""
     def __init__(self, device, skipped=0, run_n=0, run_loss=0.0, max_skip_frac=0.05):
-        self.skipped = torch.tensor(skipped, device=device)                      # skipped steps since the run began
-        self.run_n, self.run_loss = torch.tensor(run_n, device=device), torch.tensor(run_loss, device=device)   # this log window's applied steps, summed loss
-        self.first_step, self.first_skipped = torch.tensor(-1, device=device), torch.tensor(-1, device=device)  # when the limit was first passed
+        self.skipped = torch.tensor(skipped, device=device)        # skipped steps since the start
+        self.run_n = torch.tensor(run_n, device=device)            # this log window's applied steps
+        self.run_loss = torch.tensor(run_loss, device=device)      # ... and their summed loss
+        self.first_step = torch.tensor(-1, device=device)          # when the limit was first passed
+        self.first_skipped = torch.tensor(-1, device=device)
         self.max_skip_frac = max_skip_frac
 
     def add(self, step, ok, loss):
         "Count step `step` (1-based) as applied if `ok` (a bool or a bool tensor), with its loss."
         ok = torch.as_tensor(ok, device=self.skipped.device)
-        self.run_n += ok; self.skipped += ~ok
+        self.run_n += ok
+        self.skipped += ~ok
         self.run_loss += torch.where(ok, loss.float(), 0.0)
         over = (self.skipped > max(10, self.max_skip_frac * step)) & (self.first_step < 0)
         self.first_step = torch.where(over, step, self.first_step)
@@ -139,20 +171,27 @@ class StepTally:
 
     def sync(self, loop):
         "Copy the counts into `loop` as host numbers; raise if the skip limit was passed."
-        loop['skipped'], loop['run_n'], loop['run_loss'] = int(self.skipped), int(self.run_n), self.run_loss.item()
+        loop['skipped'], loop['run_n'] = int(self.skipped), int(self.run_n)
+        loop['run_loss'] = self.run_loss.item()
         if self.first_step >= 0:
-            raise RuntimeError(f"training diverged: {int(self.first_skipped)} of {int(self.first_step)} steps had a non-finite loss or "
-                               f"gradient (limit {self.max_skip_frac:.0%}); lower the learning rate or check the data")
+            raise RuntimeError(f"training diverged: {int(self.first_skipped)} of "
+                               f"{int(self.first_step)} steps had a non-finite loss or gradient "
+                               f"(limit {self.max_skip_frac:.0%}); lower the learning rate or "
+                               f"check the data")
 
-    def new_window(self): self.run_n.zero_(); self.run_loss.zero_()
+    def new_window(self):
+        self.run_n.zero_()
+        self.run_loss.zero_()
 
 # %% ../nbs/09_train.ipynb #d9d04692
 def _log_record(model, loop, gnorm, opt, sigma, steps_per_epoch, images, labels, seconds):
-    "One row of the training log (after `StepTally.sync`): the window's mean loss (NaN if every step was skipped), bits/dim and health."
+    """One row of the training log (after `StepTally.sync`): the window's mean loss (NaN if every
+    step was skipped), bits/dim and health."""
     l = loop['run_loss'] / loop['run_n'] if loop['run_n'] else float('nan')
-    return dict(step=loop['step'], epoch=loop['step'] / steps_per_epoch, loss=l, bpd=nll_to_bpd(l), grad_norm=gnorm.item(),
-                lr=opt.param_groups[0]['lr'], skipped=loop['skipped'], sigma=sigma, time=seconds,
-                **model.block_stats(images[:256], None if labels is None else labels[:256]))
+    health = model.block_stats(images[:256], None if labels is None else labels[:256])
+    return dict(step=loop['step'], epoch=loop['step'] / steps_per_epoch, loss=l, bpd=nll_to_bpd(l),
+                grad_norm=gnorm.item(), lr=opt.param_groups[0]['lr'], skipped=loop['skipped'],
+                sigma=sigma, time=seconds, **health)
 
 # %% ../nbs/09_train.ipynb #eefcc4fc
 def _sample_grid(model, step, folder, seed=0):
@@ -179,7 +218,8 @@ def _ema_update(ema, params, applied, weight):
 
 # %% ../nbs/09_train.ipynb #70d49fb4
 def out_of_time(t0, seconds, ddp=False, device=None):
-    "Whether `seconds` have passed since `t0` (perf_counter); under DDP every process takes the slowest clock's answer."
+    """Whether `seconds` have passed since `t0` (perf_counter); under DDP every process takes the
+    slowest clock's answer."""
     late = time.perf_counter() - t0 >= seconds
     if not ddp: return late
     flag = torch.tensor(float(late), device=device)
@@ -195,93 +235,205 @@ def seconds_since(t0, before=0.0, ddp=False, device=None):
     return t.item()
 
 # %% ../nbs/09_train.ipynb #a9f2552b
-NOISES = ('uniform', 'gaussian', 'uniform+gaussian')                              # the training-noise modes of `fit`
+NOISES = ('uniform', 'gaussian', 'uniform+gaussian')     # the training-noise modes of `fit`
 
-def fit(model, images, labels=None, epochs=1, batch_size=256, lr=2e-3, weight_decay=0.03, warmup_steps=None,
-        grad_clip=1.0, embed_decay=True, noise='uniform', sigma_max=0.1, sigma_min=None, label_drop=None, amp_dtype=None,
-        seed=0, log_every=50, max_skip_frac=0.05, progress=True, max_steps=None,
-        checkpoint=None, checkpoint_every=None, resume=False, stop_at_step=None, stop_after=None, log_path=None, ema_decay=None, compile=False,
-        sample_every=None, sample_dir=None, time_budget=None):
-    "Train `model` on uint8 `images` (n, C, H, W) and `labels` (n,); returns a dict with the log, throughput and EMA weights. Seeds torch's global RNG with `seed`."
-    if noise not in NOISES: raise ValueError(f"noise: expected one of {', '.join(map(repr, NOISES))}, got {noise!r}")
-    budgeted = time_budget is not None
-    number = isinstance(time_budget, (int, float)) and not isinstance(time_budget, bool)
-    if budgeted and not (number and math.isfinite(time_budget) and time_budget > 0):
+def _fit_setup(run):
+    """Check the arguments, then set up the processes, the data, the schedule, the optimizer, the
+    random generators and the loop state (from the checkpoint when resuming)."""
+    if run.noise not in NOISES:
+        raise ValueError(f"noise: expected one of {', '.join(map(repr, NOISES))}, "
+                         f"got {run.noise!r}")
+    budget = run.time_budget
+    run.budgeted = budget is not None
+    number = isinstance(budget, (int, float)) and not isinstance(budget, bool)
+    if run.budgeted and not (number and math.isfinite(budget) and budget > 0):
         raise ValueError("time_budget: expected a finite number of seconds > 0, got "
-                         f"{time_budget!r}")
-    if sigma_min is None: sigma_min = 0.0 if noise == 'uniform+gaussian' else 0.005      # the annealed σ's end
-    device = model.device
+                         f"{budget!r}")
+    if run.sigma_min is None:                                     # the annealed σ's end
+        run.sigma_min = 0.0 if run.noise == 'uniform+gaussian' else 0.005
+    model, batch_size = run.model, run.batch_size
+    run.device = device = model.device
     dist = torch.distributed
-    ddp = dist.is_available() and dist.is_initialized()
-    rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
-    if batch_size % world: raise ValueError(f"batch_size: the global batch {batch_size} must divide into {world} processes")
-    share = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
-    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None) if ddp else model
-    if compile: net = torch.compile(net, mode=compile if isinstance(compile, str) else None)
-    check_images(images, model.cfg.image_shape, 'uint8', 'images')
-    if labels is not None: labels = check_labels(labels, model.cfg.num_classes, len(images)).to(device)
-    images = images.to(device)
-    steps_per_epoch = len(images) // batch_size
-    if steps_per_epoch < 1: raise ValueError(f"batch_size: {batch_size} is larger than the dataset ({len(images)} images)")
-    total = epochs * steps_per_epoch if max_steps is None else min(epochs * steps_per_epoch, max_steps)
-    warmup = min(steps_per_epoch, total // 10) if warmup_steps is None else warmup_steps
-    label_drop = model.cfg.label_drop if label_drop is None else label_drop
-    settings = dict(n_images=len(images), batch_size=batch_size, total=total, warmup=warmup, lr=lr,
-                    weight_decay=weight_decay, embed_decay=embed_decay,
-                    grad_clip=grad_clip, noise=noise, sigma_max=sigma_max, sigma_min=sigma_min, label_drop=label_drop, seed=seed,
-                    ema_decay=ema_decay, time_budget=time_budget)
-    params = [p.detach() for p in model.parameters()]                             # views of the live weights
-    ema = [p.clone() for p in params] if ema_decay else None
-    opt = make_optimizer(model, lr, weight_decay, embed_decay=embed_decay)
-    g = torch.Generator(device=device).manual_seed(seed)
-    torch.manual_seed(seed)
-    loop = dict(step=0, b=steps_per_epoch, perm=None, run_loss=0.0, run_n=0, skipped=0, log=[], seconds=0.0, settings=settings)
-    if resume and checkpoint is not None and Path(checkpoint).exists(): loop = load_training(checkpoint, model, opt, g, settings, ema)
-    stop = total if stop_at_step is None else min(stop_at_step, total)
-    tally, start = StepTally(device, loop['skipped'], loop['run_n'], loop['run_loss'], max_skip_frac), loop['step']
+    run.ddp = dist.is_available() and dist.is_initialized()
+    run.rank, run.world = (dist.get_rank(), dist.get_world_size()) if run.ddp else (0, 1)
+    if batch_size % run.world:
+        raise ValueError(f"batch_size: the global batch {batch_size} must divide into "
+                         f"{run.world} processes")
+    run.share = slice(run.rank * batch_size // run.world, (run.rank + 1) * batch_size // run.world)
+    run.net = model
+    if run.ddp:
+        device_ids = [device] if device.type == 'cuda' else None
+        run.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if run.compile:
+        mode = run.compile if isinstance(run.compile, str) else None
+        run.net = torch.compile(run.net, mode=mode)
+    # the data, on the device, and the schedule
+    check_images(run.images, model.cfg.image_shape, 'uint8', 'images')
+    if run.labels is not None:
+        run.labels = check_labels(run.labels, model.cfg.num_classes, len(run.images)).to(device)
+    run.images = images = run.images.to(device)
+    run.steps_per_epoch = spe = len(images) // batch_size
+    if spe < 1:
+        raise ValueError(f"batch_size: {batch_size} is larger than the dataset "
+                         f"({len(images)} images)")
+    planned = run.epochs * spe
+    run.total = planned if run.max_steps is None else min(planned, run.max_steps)
+    run.warmup = min(spe, run.total // 10) if run.warmup_steps is None else run.warmup_steps
+    if run.label_drop is None: run.label_drop = model.cfg.label_drop
+    settings = dict(n_images=len(images), batch_size=batch_size, total=run.total,
+                    warmup=run.warmup, lr=run.lr, weight_decay=run.weight_decay,
+                    embed_decay=run.embed_decay, grad_clip=run.grad_clip, noise=run.noise,
+                    sigma_max=run.sigma_max, sigma_min=run.sigma_min,
+                    label_drop=run.label_drop, seed=run.seed, ema_decay=run.ema_decay,
+                    time_budget=budget)
+    # the optimizer, the EMA weights, the random generators and the loop's state
+    run.params = [p.detach() for p in model.parameters()]             # views of the live weights
+    run.ema = [p.clone() for p in run.params] if run.ema_decay else None
+    run.opt = make_optimizer(model, run.lr, run.weight_decay, embed_decay=run.embed_decay)
+    run.g = torch.Generator(device=device).manual_seed(run.seed)
+    torch.manual_seed(run.seed)
+    run.loop = dict(step=0, b=spe, perm=None, run_loss=0.0, run_n=0, skipped=0, log=[],
+                    seconds=0.0, settings=settings)
+    if run.resume and run.checkpoint is not None and Path(run.checkpoint).exists():
+        run.loop = load_training(run.checkpoint, model, run.opt, run.g, settings, run.ema)
+    loop = run.loop
+    run.stop = run.total if run.stop_at_step is None else min(run.stop_at_step, run.total)
+    run.tally = StepTally(device, loop['skipped'], loop['run_n'], loop['run_loss'],
+                          run.max_skip_frac)
+    run.start = loop['step']
     model.train()
-    t0 = time.perf_counter()
-    bar = tqdm(total=total, initial=start, disable=not progress or rank > 0, desc='train')
-    spent = loop['seconds']  # training seconds, all calls
-    if budgeted and spent >= time_budget: stop = loop['step']  # a finished budget: nothing to do
-    while loop['step'] < stop:
-        if loop['b'] == steps_per_epoch: loop['perm'], loop['b'] = torch.randperm(len(images), generator=g, device=device), 0
-        idx = loop['perm'][loop['b'] * batch_size:(loop['b'] + 1) * batch_size]
-        step = loop['step']
-        pos = max(step, total * min(1.0, spent / time_budget)) if budgeted else step   # in the schedule
-        for group in opt.param_groups: group['lr'] = lr * lr_factor(pos, total, warmup)
-        sigma = noise_sigma(pos / total, sigma_max, sigma_min) if noise != 'uniform' else None
-        y, c = prepare_batch(model, images[idx], None if labels is None else labels[idx], sigma, label_drop, g, noise)   # global batch
-        loss, gnorm, applied = optimizer_step(net, opt, y[share], None if c is None else c[share], grad_clip, amp_dtype)
-        loop['step'], loop['b'] = step + 1, loop['b'] + 1; bar.update()
-        tally.add(step + 1, applied, loss)                                         # on the device: no host sync
-        if ema: _ema_update(ema, params, applied, 1 - min(ema_decay, (1 + step) / (10 + step)))
-        if budgeted and (not ddp or loop['step'] % 10 == 0):
-            spent = seconds_since(t0, loop['seconds'], ddp, device)
-            # the budget is spent: log, checkpoint, done
-            if spent >= time_budget and loop['step'] < stop: stop = loop['step']
-        time_up = budgeted and loop['step'] == stop and spent >= time_budget
-        if loop['step'] % log_every == 0 or loop['step'] == total or time_up:
-            if ddp: dist.all_reduce(tally.run_loss); tally.run_loss /= world          # the mean over all shares
-            tally.sync(loop)                                                           # the loop's one host sync
-            rec = _log_record(model, loop, gnorm, opt, sigma, steps_per_epoch, images, labels, loop['seconds'] + time.perf_counter() - t0)
-            loop['log'].append(rec)
-            if log_path is not None and rank == 0:
-                with open(log_path, 'a') as f: f.write(json.dumps(rec) + '\n')
-            bar.set_postfix(loss=f"{rec['loss']:.4f}", bpd=f"{rec['bpd']:.3f}", skipped=loop['skipped'])
-            tally.new_window()
-        if stop_after is not None and loop['step'] < stop and loop['step'] % 10 == 0 and out_of_time(t0, stop_after, ddp, device):
-            stop = loop['step']                                                        # this call's time is up: checkpoint and return
-        if checkpoint is not None and (loop['step'] == stop or checkpoint_every and loop['step'] % checkpoint_every == 0):
-            tally.sync(loop)
-            if rank == 0: save_training(checkpoint, model, opt, g, {**loop, 'seconds': loop['seconds'] + time.perf_counter() - t0}, ema)
-            if ddp: dist.barrier()
-        if sample_every and sample_dir is not None and rank == 0 and loop['step'] % sample_every == 0:
-            _sample_grid(model, loop['step'], sample_dir, seed)  # after the checkpoint; never fatal
-    bar.close(); model.eval(); tally.sync(loop)
-    if device.type == 'cuda': torch.cuda.synchronize()
-    secs = time.perf_counter() - t0
-    ema_state = None if ema is None else dict(zip([k for k, _ in model.named_parameters()], ema))
-    return dict(log=loop['log'], steps=loop['step'], skipped=loop['skipped'], seconds=secs, ema=ema_state,
-                img_per_s=(loop['step'] - start) * batch_size / max(secs, 1e-9),
-                finished=loop['step'] == total or budgeted and spent >= time_budget)
+    run.t0 = time.perf_counter()
+    quiet = not run.progress or run.rank > 0
+    run.bar = tqdm(total=run.total, initial=run.start, disable=quiet, desc='train')
+    run.spent = loop['seconds']                                   # training seconds, all calls
+    if run.budgeted and run.spent >= budget: run.stop = loop['step']   # a spent budget: no step
+
+def _fit_step(run):
+    """One optimizer step on the next batch of this epoch's order, at the schedule's position;
+    counted on the device, and folded into the EMA weights."""
+    loop, batch_size = run.loop, run.batch_size
+    if loop['b'] == run.steps_per_epoch:                          # a new epoch, a new order
+        perm = torch.randperm(len(run.images), generator=run.g, device=run.device)
+        loop['perm'], loop['b'] = perm, 0
+    idx = loop['perm'][loop['b'] * batch_size:(loop['b'] + 1) * batch_size]
+    step, total = loop['step'], run.total
+    pos = step                                                    # the position in the schedule
+    if run.budgeted: pos = max(step, total * min(1.0, run.spent / run.time_budget))
+    for group in run.opt.param_groups: group['lr'] = run.lr * lr_factor(pos, total, run.warmup)
+    run.sigma = None
+    if run.noise != 'uniform': run.sigma = noise_sigma(pos / total, run.sigma_max, run.sigma_min)
+    labels = None if run.labels is None else run.labels[idx]
+    y, c = prepare_batch(run.model, run.images[idx], labels, run.sigma, run.label_drop, run.g,
+                         run.noise)                               # the global batch
+    c = None if c is None else c[run.share]                       # this process's share
+    loss, run.gnorm, applied = optimizer_step(run.net, run.opt, y[run.share], c, run.grad_clip,
+                                              run.amp_dtype)
+    loop['step'], loop['b'] = step + 1, loop['b'] + 1
+    run.bar.update()
+    run.tally.add(step + 1, applied, loss)                        # on the device: no host sync
+    if run.ema:
+        weight = 1 - min(run.ema_decay, (1 + step) / (10 + step))
+        _ema_update(run.ema, run.params, applied, weight)
+
+def _fit_clock(run):
+    """The time budget after a step: read the clock (every 10 steps under DDP) and end the run once
+    the budget is spent; returns whether it ended here."""
+    step = run.loop['step']
+    if run.budgeted and (not run.ddp or step % 10 == 0):
+        run.spent = seconds_since(run.t0, run.loop['seconds'], run.ddp, run.device)
+        # the budget is spent: log, checkpoint, done
+        if run.spent >= run.time_budget and step < run.stop: run.stop = step
+    return run.budgeted and step == run.stop and run.spent >= run.time_budget
+
+def _fit_log(run):
+    "A row of the log: the window's counts (the loop's one host sync), to the log, file and bar."
+    loop, tally = run.loop, run.tally
+    if run.ddp:                                                   # the mean over all shares
+        torch.distributed.all_reduce(tally.run_loss)
+        tally.run_loss /= run.world
+    tally.sync(loop)                                              # the loop's one host sync
+    seconds = loop['seconds'] + time.perf_counter() - run.t0
+    rec = _log_record(run.model, loop, run.gnorm, run.opt, run.sigma, run.steps_per_epoch,
+                      run.images, run.labels, seconds)
+    loop['log'].append(rec)
+    if run.log_path is not None and run.rank == 0:
+        with open(run.log_path, 'a') as f: f.write(json.dumps(rec) + '\n')
+    run.bar.set_postfix(loss=f"{rec['loss']:.4f}", bpd=f"{rec['bpd']:.3f}",
+                        skipped=loop['skipped'])
+    tally.new_window()
+
+def _fit_checkpoint(run):
+    "Write the training checkpoint (process 0; under DDP the others wait for it)."
+    run.tally.sync(run.loop)
+    if run.rank == 0:
+        loop = {**run.loop, 'seconds': run.loop['seconds'] + time.perf_counter() - run.t0}
+        save_training(run.checkpoint, run.model, run.opt, run.g, loop, run.ema)
+    if run.ddp: torch.distributed.barrier()
+
+def _fit_summary(run):
+    """The end of the call: close the bar, read the final counts, and the result: the log, steps,
+    skipped steps, seconds, throughput, EMA weights and whether the run is finished."""
+    loop = run.loop
+    run.bar.close()
+    run.model.eval()
+    run.tally.sync(loop)
+    if run.device.type == 'cuda': torch.cuda.synchronize()
+    secs = time.perf_counter() - run.t0
+    names = [k for k, _ in run.model.named_parameters()]
+    ema_state = None if run.ema is None else dict(zip(names, run.ema))
+    img_per_s = (loop['step'] - run.start) * run.batch_size / max(secs, 1e-9)
+    finished = loop['step'] == run.total or run.budgeted and run.spent >= run.time_budget
+    return dict(log=loop['log'], steps=loop['step'], skipped=loop['skipped'], seconds=secs,
+                ema=ema_state, img_per_s=img_per_s, finished=finished)
+
+def fit(
+    model,                  # a `GaussianFlow` or a `Farmer` (06_model), on its device
+    images,                 # uint8 training images (n, C, H, W), moved to the model's device
+    labels=None,            # class labels (n,); None: every image gets the null label
+    epochs=1,               # passes over the images (the schedule's length, unless `max_steps`)
+    batch_size=256,         # images per step, over all processes (DDP splits each batch)
+    lr=2e-3,                # AdamW's peak learning rate
+    weight_decay=0.03,      # AdamW's decoupled weight decay, on matrices only
+    warmup_steps=None,      # steps of linear warm-up; None: one epoch, at most a tenth of the run
+    grad_clip=1.0,          # the largest gradient norm; larger gradients are scaled down to it
+    embed_decay=True,       # weight decay on embedding tables and positional embeddings too
+    noise='uniform',        # dequantization noise: one of `NOISES`
+    sigma_max=0.1,          # the annealed Gaussian noise's std at the start (model units)
+    sigma_min=None,         # ... and at the end; None: 0.005, or 0 for 'uniform+gaussian'
+    label_drop=None,        # the probability of the null label; None: the config's `label_drop`
+    amp_dtype=None,         # the autocast dtype of the forward pass (torch.bfloat16); None: fp32
+    seed=0,                 # seeds torch's global RNG and the data and noise generator
+    log_every=50,           # steps per row of the log (the last step is always logged)
+    max_skip_frac=0.05,     # stop with an error once more steps than this share (and 10) failed
+    progress=True,          # show a progress bar
+    max_steps=None,         # at most this many steps in the schedule
+    checkpoint=None,        # path of the training checkpoint, written when a call stops
+    checkpoint_every=None,  # steps between checkpoints besides the last one
+    resume=False,           # go on from `checkpoint` if that file exists
+    stop_at_step=None,      # end this call at this step, without changing the schedule
+    stop_after=None,        # end this call after these seconds of training (then checkpoint)
+    log_path=None,          # a file each row of the log is appended to, as a line of JSON
+    ema_decay=None,         # keep an exponential moving average of the weights with this decay
+    compile=False,          # torch.compile the model: True, or a mode such as 'max-autotune'
+    sample_every=None,      # steps between grids of samples written to `sample_dir`
+    sample_dir=None,        # the folder of those grids
+    time_budget=None,       # seconds of training over all calls: a deadline the schedule follows
+):
+    """Train `model` on uint8 `images` (n, C, H, W) and `labels` (n,); returns a dict with the log,
+    throughput and EMA weights. Seeds torch's global RNG with `seed`."""
+    run = SimpleNamespace(**locals())          # the arguments, and the state the stages share
+    _fit_setup(run)
+    while run.loop['step'] < run.stop:
+        _fit_step(run)
+        time_up = _fit_clock(run)
+        step = run.loop['step']
+        if step % run.log_every == 0 or step == run.total or time_up: _fit_log(run)
+        if (run.stop_after is not None and step < run.stop and step % 10 == 0
+                and out_of_time(run.t0, run.stop_after, run.ddp, run.device)):
+            run.stop = step                       # this call's time is up: checkpoint and return
+        every = run.checkpoint_every and step % run.checkpoint_every == 0
+        if run.checkpoint is not None and (step == run.stop or every): _fit_checkpoint(run)
+        grid = run.sample_every and step % run.sample_every == 0
+        if grid and run.sample_dir is not None and run.rank == 0:   # after the checkpoint
+            _sample_grid(run.model, step, run.sample_dir, run.seed)    # (never fatal)
+    return _fit_summary(run)

@@ -17,15 +17,17 @@ import torch.nn.functional as F
 class KVCache:
     "Preallocated keys and values (B, heads, T_max, head_dim) with a write index `pos`."
     def __init__(self, B, n_heads, T_max, head_dim, device=None, dtype=torch.float32):
-        self.k = torch.zeros(B, n_heads, T_max, head_dim, device=device, dtype=dtype)   # (B, h, T_max, hd)
-        self.v = torch.zeros_like(self.k)                                                # (B, h, T_max, hd)
+        shape = (B, n_heads, T_max, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)   # (B, h, T_max, hd)
+        self.v = torch.zeros_like(self.k)                         # (B, h, T_max, hd)
         self.pos = 0
     def reset(self): self.pos = 0
     def append(self, k, v):
         "Write k, v (B, h, T, hd) at `pos`; return the keys and values of every position so far."
         T = k.shape[2]
         if self.pos + T > self.k.shape[2]:
-            raise RuntimeError(f"KV cache full: {self.pos} + {T} positions > capacity {self.k.shape[2]}")
+            raise RuntimeError(f"KV cache full: {self.pos} + {T} positions > capacity "
+                               f"{self.k.shape[2]}")
         self.k[:, :, self.pos:self.pos + T] = k
         self.v[:, :, self.pos:self.pos + T] = v
         self.pos += T
@@ -36,23 +38,28 @@ class Attention(nn.Module):
     "Multi-head self-attention, causal or bidirectional, with an optional KV cache and temperature."
     def __init__(self, width, head_dim=64, causal=True):
         super().__init__()
-        if width % head_dim: raise ValueError(f"width {width} is not a multiple of head_dim {head_dim}")
+        if width % head_dim:
+            raise ValueError(f"width {width} is not a multiple of head_dim {head_dim}")
         self.n_heads, self.head_dim, self.causal = width // head_dim, head_dim, causal
         self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
 
     def forward(self, x, cache=None, temperature=1.0):
         B, T, W = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # each (B, h, T, hd)
+        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)                                  # each (B, h, T, hd)
         start = 0
-        if cache is not None: start = cache.pos; k, v = cache.append(k, v)                       # (B, h, start+T, hd)
+        if cache is not None:
+            start = cache.pos
+            k, v = cache.append(k, v)                                         # (B, h, start+T, hd)
         k, v = k.to(q.dtype), v.to(q.dtype)
         scale = 1 / (math.sqrt(self.head_dim) * temperature)
         if not self.causal or T == 1: out = F.scaled_dot_product_attention(q, k, v, scale=scale)
         elif start == 0: out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
         else:
-            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)      # (T, start+T)
+            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device)
+            mask = mask.tril(start)                                           # (T, start+T)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-        return self.proj(out.transpose(1, 2).reshape(B, T, W))                                   # (B, T, W)
+        return self.proj(out.transpose(1, 2).reshape(B, T, W))                # (B, T, W)
 
 # %% ../nbs/01_transformer.ipynb #dcfcd738
 class Block(nn.Module):
@@ -61,22 +68,25 @@ class Block(nn.Module):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
         self.attn = Attention(width, head_dim, causal)
-        self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width))
+        hidden = mlp_ratio * width
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
     def forward(self, x, cache=None, temperature=1.0):
         x = x + self.attn(self.norm1(x), cache, temperature)
         return x + self.mlp(self.norm2(x))
 
 # %% ../nbs/01_transformer.ipynb #a17b98c0
 class Transformer(nn.Module):
-    "A stack of `depth` pre-LN layers and a final LayerNorm (unless `final_norm=False`); (B, T, width) → (B, T, width)."
+    "`depth` pre-LN layers and a final LayerNorm (unless `final_norm=False`): (B, T, width) → same."
     def __init__(self, width, depth, head_dim=64, causal=True, mlp_ratio=4, final_norm=True):
         super().__init__()
         self.width, self.head_dim = width, head_dim
         self.layers = nn.ModuleList(Block(width, head_dim, causal, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width) if final_norm else nn.Identity()
     def forward(self, x, caches=None, temperature=1.0):
-        for i, layer in enumerate(self.layers): x = layer(x, None if caches is None else caches[i], temperature)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, None if caches is None else caches[i], temperature)
         return self.norm(x)
     def make_caches(self, B, T_max, device=None, dtype=torch.float32):
         "One empty `KVCache` per layer for incremental decoding of up to `T_max` positions."
-        return [KVCache(B, self.width // self.head_dim, T_max, self.head_dim, device, dtype) for _ in self.layers]
+        n_heads = self.width // self.head_dim
+        return [KVCache(B, n_heads, T_max, self.head_dim, device, dtype) for _ in self.layers]

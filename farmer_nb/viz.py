@@ -17,13 +17,16 @@ import torch
 def image_grid(images, nrow=None, pad=1, pad_value=255):
     "Tile uint8 images (B, C, H, W) into one array (rows·(H+pad)+pad, cols·(W+pad)+pad, C)."
     x = torch.as_tensor(images).detach().cpu()
-    if x.ndim != 4 or x.dtype != torch.uint8: raise ValueError(f"images: expected uint8 (B, C, H, W), got {x.dtype} {tuple(x.shape)}")
+    if x.ndim != 4 or x.dtype != torch.uint8:
+        raise ValueError(f"images: expected uint8 (B, C, H, W), got {x.dtype} {tuple(x.shape)}")
     B, C, H, W = x.shape
-    nrow = nrow or math.ceil(math.sqrt(B)); ncol = nrow; nrows = math.ceil(B / ncol)
+    ncol = nrow or math.ceil(math.sqrt(B))                     # images per row
+    nrows = math.ceil(B / ncol)
     grid = np.full((nrows * (H + pad) + pad, ncol * (W + pad) + pad, C), pad_value, dtype=np.uint8)
     for k in range(B):
         r, c = divmod(k, ncol)
-        grid[pad + r * (H + pad):pad + r * (H + pad) + H, pad + c * (W + pad):pad + c * (W + pad) + W] = x[k].permute(1, 2, 0).numpy()
+        top, left = pad + r * (H + pad), pad + c * (W + pad)
+        grid[top:top + H, left:left + W] = x[k].permute(1, 2, 0).numpy()
     return grid
 
 # %% ../nbs/11_viz.ipynb #b1a26239
@@ -31,7 +34,8 @@ def save_image_grid(images, path, nrow=None, scale=2):
     "Write an image grid to a PNG (or JPEG) file with Pillow, each pixel repeated `scale` times."
     from PIL import Image
     g = image_grid(images, nrow).repeat(scale, 0).repeat(scale, 1)  # (rows, cols, C) uint8
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(g[..., 0] if g.shape[-1] == 1 else g).save(path)
     return path
 

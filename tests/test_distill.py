@@ -30,9 +30,9 @@ def tiny_farmer(std=0.1, seed=0):
     return m.eval()
 
 
-def exact_inverse_block(self, t, z, y=None):
+def exact_inverse_block(self, t, z, c=None):
     "Student.block_inverse replaced by the teacher's exact sequential inverse of block t."
-    return self.flow.blocks[t].inverse(z, y)
+    return self.flow.blocks[t].inverse(z, c)
 
 
 # ---------------------------------------------------------------- the student

@@ -22,11 +22,11 @@ def labels_for(flow, B, seed=0):
     return torch.randint(0, nc, (B,), generator=torch.Generator().manual_seed(seed)) if nc else None
 
 
-def block_io(flow, x, y=None):
+def block_io(flow, x, c=None):
     "The input and output (B, N, d) of every block of `flow` on x, in token order (not block order)."
     io = []
     for blk in flow.blocks:
-        z, _ = blk(x, y)
+        z, _ = blk(x, c)
         io.append((x, z)); x = z
     return io
 
@@ -39,13 +39,13 @@ def test_round_trip(d, N, n_blocks, depth, num_classes):
     "inverse(forward(x)) recovers x to max relative error < 1e-4 in fp32."
     flow = make_flow(d, N, n_blocks, depth, num_classes)
     x = torch.randn(3, N, d, generator=torch.Generator().manual_seed(1))
-    y = labels_for(flow, 3)
-    z, logdet = flow(x, y)
+    c = labels_for(flow, 3)
+    z, logdet = flow(x, c)
     assert z.shape == x.shape and logdet.shape == (3,)
     assert not torch.allclose(z, x, atol=1e-3)                                  # the flow does something
-    x2 = flow.inverse(z, y)
+    x2 = flow.inverse(z, c)
     assert ((x2 - x).abs().max() / x.abs().max()).item() < 1e-4
-    assert torch.allclose(flow(x2, y)[0], z, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(flow(x2, c)[0], z, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize('d, N, num_classes', [(3, 4, 0), (2, 6, 0), (4, 3, 3)])
@@ -53,10 +53,10 @@ def test_logdet_matches_autograd_jacobian(d, N, num_classes):
     "The returned log-det equals slogdet of the autograd Jacobian dZ/dX (float64, N·d ≈ 12)."
     flow = make_flow(d, N, n_blocks=3, depth=1, num_classes=num_classes, std=0.3, dtype=torch.float64)
     x = torch.randn(1, N, d, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    y = torch.tensor([1]) if num_classes else None
-    J = torch.autograd.functional.jacobian(lambda v: flow(v.view(1, N, d), y)[0].flatten(), x.flatten())
+    c = torch.tensor([1]) if num_classes else None
+    J = torch.autograd.functional.jacobian(lambda v: flow(v.view(1, N, d), c)[0].flatten(), x.flatten())
     sign, logabsdet = torch.linalg.slogdet(J)
-    _, logdet = flow(x, y)
+    _, logdet = flow(x, c)
     assert sign.item() == 1.0
     assert abs(logdet.item()) > 0.05                                            # a non-trivial check
     assert logdet.item() == pytest.approx(logabsdet.item(), abs=1e-5)
@@ -65,11 +65,11 @@ def test_logdet_matches_autograd_jacobian(d, N, num_classes):
 def test_logdet_is_sum_of_block_logdets():
     "The flow's log-det is the sum over blocks of each block's log-det."
     flow = make_flow(num_classes=2)
-    x, y = torch.randn(2, 6, 4), torch.tensor([0, 1])
+    x, c = torch.randn(2, 6, 4), torch.tensor([0, 1])
     total, h = torch.zeros(2), x
     for blk in flow.blocks:
-        h, ld = blk(h, y); total += ld
-    assert torch.allclose(flow(x, y)[1], total, rtol=1e-6, atol=1e-6)
+        h, ld = blk(h, c); total += ld
+    assert torch.allclose(flow(x, c)[1], total, rtol=1e-6, atol=1e-6)
 
 
 def test_zero_init_is_identity():
@@ -114,12 +114,12 @@ def test_reversed_block_order():
 # ---------------------------------------------------------------- sequential inverse
 
 @torch.no_grad()
-def reference_block_inverse(blk, z, y):
+def reference_block_inverse(blk, z, c):
     "Uncached inverse of one block: recover token i by re-running the whole transformer on tokens < i."
     zp = permute_tokens(z, blk.reverse)                                         # block order
     x = zp.clone()                                                              # token 0: a = mu = 0 (shift right)
     for i in range(1, blk.N):
-        h = blk.transformer(blk.embed(x[:, :i], 0, y))                          # (B, i, width), no cache
+        h = blk.transformer(blk.embed(x[:, :i], 0, c))                          # (B, i, width), no cache
         a, mu = blk.params(h)                                                   # output i−1 parametrises token i
         x[:, i] = zp[:, i] * torch.exp(a[:, -1]) + mu[:, -1]
     return permute_tokens(x, blk.reverse)
@@ -130,11 +130,11 @@ def test_cached_inverse_matches_uncached_reference(num_classes, depth):
     "Each block's KV-cached inverse equals a from-scratch uncached inverse within 1e-5."
     flow = make_flow(d=4, N=7, n_blocks=2, depth=depth, num_classes=num_classes, std=0.1)
     z = torch.randn(3, 7, 4, generator=torch.Generator().manual_seed(3))
-    y = torch.tensor([0, 2, 1]) if num_classes else None
+    c = torch.tensor([0, 2, 1]) if num_classes else None
     for blk in flow.blocks:
-        ref = reference_block_inverse(blk, z, y if num_classes else None)
-        assert (blk.inverse(z, y) - ref).abs().max().item() < 1e-5
-        assert (blk(ref, y)[0] - z).abs().max().item() < 1e-5                  # the reference really inverts
+        ref = reference_block_inverse(blk, z, c if num_classes else None)
+        assert (blk.inverse(z, c) - ref).abs().max().item() < 1e-5
+        assert (blk(ref, c)[0] - z).abs().max().item() < 1e-5                  # the reference really inverts
 
 
 def test_null_label_is_default():
@@ -211,11 +211,11 @@ def test_width_must_be_multiple_of_head_dim():
 def test_bf16_autocast_forward_is_fp32():
     "Under CPU bf16 autocast the flow still returns fp32 z and log-det, close to the fp32 result."
     flow = make_flow(num_classes=3)
-    x, y = torch.randn(2, 6, 4), torch.tensor([0, 1])
-    z32, ld32 = flow(x, y)
+    x, c = torch.randn(2, 6, 4), torch.tensor([0, 1])
+    z32, ld32 = flow(x, c)
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        z, logdet = flow(x, y)
-        x_back = flow.inverse(z, y)
+        z, logdet = flow(x, c)
+        x_back = flow.inverse(z, c)
     assert z.dtype == torch.float32 and logdet.dtype == torch.float32 and x_back.dtype == torch.float32
     rel = lambda a, b: ((a - b).abs().max() / b.abs().max().clamp_min(1)).item()
     assert rel(z, z32) < 2**-6 and rel(logdet, ld32) < 2**-6                   # bf16 eps is 2^-8: allow 4 ulps
@@ -253,11 +253,11 @@ def test_block_stats():
 def test_residual_stream_in_autocast_dtype():
     "Under autocast the transformer's input (its residual stream) is in the autocast dtype; without autocast it stays fp32."
     flow = make_flow(num_classes=3)
-    blk, x, y = flow.blocks[0], torch.randn(2, 6, 4), torch.tensor([0, 1])
-    assert blk.embed(x, 0, y).dtype == torch.float32
+    blk, x, c = flow.blocks[0], torch.randn(2, 6, 4), torch.tensor([0, 1])
+    assert blk.embed(x, 0, c).dtype == torch.float32
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        assert blk.embed(x, 0, y).dtype == torch.bfloat16
-        z, logdet = flow(x, y)
+        assert blk.embed(x, 0, c).dtype == torch.bfloat16
+        z, logdet = flow(x, c)
     assert z.dtype == logdet.dtype == torch.float32
 
 
@@ -270,10 +270,10 @@ def test_without_final_norm_round_trip_and_logdet():
     flow = randomize_(flow.double(), std=0.3, seed=0).eval()
     assert all(isinstance(b.transformer.norm, torch.nn.Identity) for b in flow.blocks)
     assert isinstance(AFBlock(3, 4, **TINY).transformer.norm, torch.nn.LayerNorm)            # the default keeps it
-    x, y = torch.randn(1, 4, 3, dtype=torch.float64), torch.tensor([1])
-    z, logdet = flow(x, y)
-    assert ((flow.inverse(z, y) - x).abs().max() / x.abs().max()).item() < 1e-10
-    J = torch.autograd.functional.jacobian(lambda v: flow(v.view(1, 4, 3), y)[0].flatten(), x.flatten())
+    x, c = torch.randn(1, 4, 3, dtype=torch.float64), torch.tensor([1])
+    z, logdet = flow(x, c)
+    assert ((flow.inverse(z, c) - x).abs().max() / x.abs().max()).item() < 1e-10
+    J = torch.autograd.functional.jacobian(lambda v: flow(v.view(1, 4, 3), c)[0].flatten(), x.flatten())
     assert abs(logdet.item()) > 0.05
     assert logdet.item() == pytest.approx(torch.linalg.slogdet(J)[1].item(), abs=1e-8)
 
