@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .flow import permute_tokens, upcast, _labels, _shift_right
 from .data import dequantize, patchify, unpatchify, quantize, check_images, check_labels
 from .gmm import NoiseBank
-from .model import prepare_labels
+from .model import prepare_labels, noise_source, redraw_nonfinite
 from .utils import patch
 
 # %% ../nbs/08_distill.ipynb #7b478f88
@@ -218,16 +218,8 @@ def __call__(self: FastSampler, labels=None, seeds=None, generator=None, max_red
     if torch.is_tensor(labels) and labels.ndim == 1 and len(labels) != B:
         raise ValueError(f"labels: this sampler was built for batch size {B}, "
                          f"got {len(labels)} labels")
-    if seeds is not None:
-        if len(seeds) != B:
-            raise ValueError(f"seeds: expected {B} seeds, one per sample, got {len(seeds)}")
-        generator = NoiseBank(seeds, m.device)
+    generator = noise_source(seeds, B, generator, m.device)
     self.c.copy_(m._null(prepare_labels(labels, m.cfg.num_classes, B, m.device), B))
-    y = self.draw(generator)                                            # (B, C, H, W)
-    self.last_redrawn = 0
-    for _ in range(max_redraws):
-        bad = ~torch.isfinite(y).flatten(1).all(1)                      # (B,)
-        if not bad.any(): break
-        self.last_redrawn += int(bad.sum())
-        y = torch.where(bad[:, None, None, None], self.draw(generator), y)
-    return quantize(y.nan_to_num(0.0))
+    # the same re-drawing of non-finite images as model.sample
+    images, self.last_redrawn = redraw_nonfinite(lambda: self.draw(generator), max_redraws)
+    return images

@@ -7,9 +7,10 @@ Docs: https://farmer-nb.github.io/farmer_nb/model.html.md"""
 # %% auto #0
 __all__ = ['PRESETS', 'MODELS', 'PRETRAINED', 'PRETRAINED_FORMAT', 'PRETRAINED_FILES', 'PRETRAINED_INFO', 'check_config',
            'GaussianFlowConfig', 'FarmerConfig', 'get_config', 'standard_normal_logprob', 'prepare_labels',
-           'DensityModel', 'GaussianFlow', 'Farmer', 'randomize_model_', 'build_model', 'write_tensors', 'read_tensors',
-           'state_tensors', 'save_model', 'config_diff', 'model_from_checkpoint', 'load_model', 'asset_path',
-           'load_pretrained', 'preset_of', 'find_pretrained', 'model_card']
+           'DensityModel', 'GaussianFlow', 'Farmer', 'noise_source', 'redraw_nonfinite', 'randomize_model_',
+           'build_model', 'write_tensors', 'read_tensors', 'state_tensors', 'save_model', 'config_diff',
+           'model_from_checkpoint', 'load_model', 'asset_path', 'load_pretrained', 'preset_of', 'find_pretrained',
+           'model_card']
 
 # %% ../nbs/06_model.ipynb #34821004
 import dataclasses, hashlib, importlib.util, json, math, os, typing
@@ -341,6 +342,25 @@ def sample_latent(self: Farmer, c, B, generator=None, T_pi=1.0, T_sigma=1.0, gam
     return self.unlatent(z_I, z_R)
 
 # %% ../nbs/06_model.ipynb #2cb58a0a
+def noise_source(seeds, B, generator, device):
+    "The random source of a batch: one stream per image (a `NoiseBank`) when `seeds` are given."
+    if seeds is None: return generator
+    if len(seeds) != B:
+        raise ValueError(f"seeds: expected {B} seeds, one per sample, got {len(seeds)}")
+    return NoiseBank(seeds, device)
+
+def redraw_nonfinite(draw, max_redraws=3):
+    """uint8 images from `draw()` (images (B, C, H, W) in model units), those with a non-finite
+    pixel drawn again for up to `max_redraws` rounds: (images, how many were drawn again)."""
+    y = draw()                                                                   # (B, C, H, W)
+    redrawn = 0
+    for _ in range(max_redraws):
+        bad = ~torch.isfinite(y).flatten(1).all(1)                               # (B,)
+        if not bad.any(): break
+        redrawn += int(bad.sum())
+        y = torch.where(bad[:, None, None, None], draw(), y)
+    return quantize(y.nan_to_num(0.0)), redrawn
+
 @patch
 @torch.no_grad()
 def sample(self: DensityModel,
@@ -355,10 +375,7 @@ def sample(self: DensityModel,
     if labels is None and (not isinstance(n, int) or n < 1):
         raise ValueError(f"n: expected a positive int when labels is None, got {n!r}")
     B = n if labels is None else len(labels)
-    if seeds is not None:
-        if len(seeds) != B:
-            raise ValueError(f"seeds: expected {B} seeds, one per sample, got {len(seeds)}")
-        generator = NoiseBank(seeds, self.device)
+    generator = noise_source(seeds, B, generator, self.device)
     c = prepare_labels(labels, self.cfg.num_classes, B, self.device)
     if inverse == 'student':
         if getattr(self, 'student', None) is None:
@@ -370,14 +387,8 @@ def sample(self: DensityModel,
     def draw():
         Z = self.sample_latent(c, B, generator, **latent)                       # (B, N, d)
         return unpatchify(inverse(Z, c), self.cfg.patch, self.cfg.image_shape)
-    y = draw()                                                                   # (B, C, H, W)
-    self.last_redrawn = 0
-    for _ in range(max_redraws):
-        bad = ~torch.isfinite(y).flatten(1).all(1)                               # (B,)
-        if not bad.any(): break
-        self.last_redrawn += int(bad.sum())
-        y = torch.where(bad[:, None, None, None], draw(), y)
-    return quantize(y.nan_to_num(0.0))
+    images, self.last_redrawn = redraw_nonfinite(draw, max_redraws)
+    return images
 
 @patch
 def sample(self: GaussianFlow,

@@ -271,3 +271,47 @@ def test_student_follows_the_model_to_its_dtype(distilled):
     m = copy.deepcopy(distilled['model']).double()
     img = m.sample(torch.tensor([0, 1]), generator=torch.Generator().manual_seed(0), inverse='student')
     assert img.shape == (2, 1, 8, 8) and m.student.flow.blocks[0].proj_in.weight.dtype == torch.float64
+
+
+# ---------------------------------------------------------------- the fast sampler is model.sample
+
+FAST_SHAPES = [dict(n_blocks=2), dict(n_blocks=3, mixing=True), dict(redundant='normal'), dict(d_I=4),
+               dict(num_classes=0), dict(image_shape=(3, 8, 8), basis='dct', coupling=8)]
+
+
+@pytest.mark.parametrize('over', FAST_SHAPES, ids=lambda o: ','.join(f'{k}={v}' for k, v in o.items()))
+@pytest.mark.parametrize('inverse', ['teacher', 'student'])
+def test_fast_sampler_equals_model_sample(over, inverse):
+    "FastSampler (teacher or student inverse) gives model.sample's images bit for bit for the same seeds."
+    from farmer_nb.distill import FastSampler
+    from farmer_nb.model import randomize_model_
+    m = randomize_model_(Farmer(get_config('farmer-tiny', **over)), std=0.05).eval()
+    m.student = Student(m.flow).eval()
+    labels = None if m.cfg.num_classes == 0 else torch.tensor([0, 1, 2, 3])
+    seeds = [10, 11, 12, 13]
+    fast = FastSampler(m, 4, inverse, T_pi=1.2, gamma=1.5)(labels, seeds=seeds)
+    slow = m.sample(labels, n=4, seeds=seeds, inverse=None if inverse == 'teacher' else 'student',
+                    T_pi=1.2, gamma=1.5)
+    assert fast.dtype == torch.uint8 and torch.equal(fast, slow)
+
+
+def test_fast_sampler_redraws_like_model_sample():
+    "Images with non-finite pixels are drawn again on fresh noise, the same images as in model.sample."
+    import torch.nn as nn
+    from farmer_nb.distill import FastSampler
+    from farmer_nb.model import randomize_model_
+
+    class Flaky(nn.Module):                                   # a "student" that fails on some latents
+        def __init__(self, flow):
+            super().__init__()
+            self.flow = flow
+
+        def inverse(self, z, c=None):
+            return torch.where(z[:, :1, :1] > 0.5, float('nan'), self.flow.inverse(z, c))
+
+    m = randomize_model_(Farmer(get_config('farmer-tiny')), std=0.05).eval()
+    m.student = Flaky(m.flow)
+    labels, seeds = torch.arange(8) % 4, list(range(8))
+    fs = FastSampler(m, 8, 'student')
+    assert torch.equal(fs(labels, seeds=seeds), m.sample(labels, seeds=seeds, inverse='student'))
+    assert fs.last_redrawn == m.last_redrawn > 0
