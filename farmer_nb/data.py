@@ -172,7 +172,8 @@ def find_idx_files(name, split='train', root=None, download=True):
 class IDXDataset(Dataset):
     "An MNIST-style split held in memory: `images` (n, 1, H, W) uint8 and `labels` (n,) int64."
     name = None
-    def __init__(self, split='train', root=None, download=True, name=None):
+    def __init__(self, split: str = 'train', root: str | os.PathLike | None = None,
+                 download: bool = True, name: str | None = None):
         self.name, self.split = name or self.name, split
         img_path, lbl_path = find_idx_files(self.name, split, root, download)
         images, labels = read_idx(img_path), read_idx(lbl_path)
@@ -201,7 +202,7 @@ class ImageFolder(Dataset):
     """PNG/JPEG images under `root` (sub-folders are classes) as `images` (n, C, size, size) uint8
     and `labels`."""
     exts = ('.png', '.jpg', '.jpeg')
-    def __init__(self, root, size=32, channels=3):
+    def __init__(self, root: str | os.PathLike, size: int = 32, channels: int = 3):
         from PIL import Image
         if channels not in (1, 3): raise ValueError(f"channels: expected 1 or 3, got {channels}")
         root = Path(root)
@@ -405,7 +406,8 @@ def load_emoji64(root=None, fetch=True):
 class Emoji64(Dataset):
     "Colour emoji, 64×64, 9 categories, split by identity: `images` (n, 3, 64, 64) uint8, `labels`."
     classes = EMOJI64['classes']
-    def __init__(self, split='train', root=None, skin_tones=True, fetch=True):
+    def __init__(self, split: str = 'train', root: str | os.PathLike | None = None,
+                 skin_tones: bool = True, fetch: bool = True):
         if split not in ('train', 'test'):
             raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
         t = load_emoji64(root, fetch)

@@ -18,7 +18,8 @@ class NoGuidance:
     def __init__(self, T_pi=1.0, T_sigma=1.0):
         self.T_pi = check_scale(T_pi, 'T_pi', MAX_SCALE)
         self.T_sigma = check_scale(T_sigma, 'T_sigma', MAX_SCALE)
-    def __call__(self, g_c, g_u, n=None, generator=None):
+    def __call__(self, g_c: GMM, g_u: GMM, n: int | None = None,
+                 generator: torch.Generator | NoiseBank | None = None) -> torch.Tensor:
         return g_c.temper(self.T_pi, self.T_sigma).sample(n=n, generator=generator)
 
 # %% ../nbs/07_guidance.ipynb #95d34cd2
@@ -47,7 +48,9 @@ def _check_count(value, name):
 class Resampling:
     """FARMER's resampling CFG (Algorithm 1): candidates from p_c and p_u, importance weights w·Δ
     and (w+1)·Δ, resample."""
-    def __init__(self, w, s_c=5, s_u=5, T_pi=1.0, T_sigma=1.0, T_pi_v=1.0, T_sigma_v=1.0, T_s=1.0):
+    def __init__(self, w: float, s_c: int = 5, s_u: int = 5, T_pi: float = 1.0,
+                 T_sigma: float = 1.0, T_pi_v: float = 1.0, T_sigma_v: float = 1.0,
+                 T_s: float = 1.0):
         _check_w(w)
         temperatures = dict(T_pi=T_pi, T_sigma=T_sigma, T_pi_v=T_pi_v, T_sigma_v=T_sigma_v, T_s=T_s)
         for name, v in temperatures.items(): check_scale(v, name, MAX_SCALE)
@@ -58,7 +61,8 @@ class Resampling:
         self.w, self.s_c, self.s_u, self.T_pi, self.T_sigma = w, s_c, s_u, T_pi, T_sigma
         self.T_pi_v, self.T_sigma_v, self.T_s = T_pi_v, T_sigma_v, T_s
 
-    def __call__(self, g_c, g_u, n=None, generator=None):
+    def __call__(self, g_c: GMM, g_u: GMM, n: int | None = None,
+                 generator: torch.Generator | NoiseBank | None = None) -> torch.Tensor:
         k = 1 if n is None else n
         n_c, n_u = self.s_c * k, self.s_u * k           # Algorithm 1's pools, s·n per stream
         p_c = g_c.temper(self.T_pi, self.T_sigma)       # the proposals, tempered by T_π, T_σ
@@ -105,11 +109,12 @@ def tv_to_target(rule, g_c, g_u, w, n=400_000, lo=-6.0, hi=8.0, bins=140, seed=0
 class NaiveGuidance:
     """GIVT/JetFormer CFG: one component k ~ π_c, then the per-dimension tilted Gaussian
     N_c^{1+w}/N_u^w (fallback: N_c)."""
-    def __init__(self, w, T_pi=1.0, T_sigma=1.0):
+    def __init__(self, w: float, T_pi: float = 1.0, T_sigma: float = 1.0):
         _check_w(w)
         for name, v in dict(T_pi=T_pi, T_sigma=T_sigma).items(): check_scale(v, name, MAX_SCALE)
         self.w, self.T_pi, self.T_sigma = w, T_pi, T_sigma
-    def __call__(self, g_c, g_u, n=None, generator=None):
+    def __call__(self, g_c: GMM, g_u: GMM, n: int | None = None,
+                 generator: torch.Generator | NoiseBank | None = None) -> torch.Tensor:
         k_shape = tuple(g_c.logits.shape[:-1]) if n is None else (n, *g_c.logits.shape[:-1])
         probs = torch.softmax(self.T_pi * g_c.logits.float(), -1).expand(*k_shape, g_c.K)
         k = categorical(probs, generator, 0 if n is None else 1).view(*k_shape, 1, 1)

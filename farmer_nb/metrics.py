@@ -22,7 +22,8 @@ from .data import check_images, check_labels
 
 # %% ../nbs/10_metrics.ipynb #5162f332
 @torch.no_grad()
-def evaluate_bpd(model, images, labels=None, batch_size=1000, seed=0, progress=True):
+def evaluate_bpd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None,
+                 batch_size: int = 1000, seed: int = 0, progress: bool = True) -> dict:
     "Bits/dim of uint8 `images` (n, C, H, W), uniform dequantization: dict(bpd, se, n, per_image)."
     check_images(images, model.cfg.image_shape, 'uint8', 'images')
     was_training = model.training

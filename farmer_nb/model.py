@@ -222,7 +222,8 @@ class DensityModel(nn.Module):
         c = prepare_labels(labels, self.cfg.num_classes, y.shape[0], y.device, label_drop, validate)
         return patchify(y.to(self.dtype), self.cfg.patch), c
 
-    def bits_per_dim(self, x, labels=None, generator=None):
+    def bits_per_dim(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
         "Bits per dimension of uint8 images x (B, C, H, W) under uniform dequantization: (B,)."
         check_images(x, self.cfg.image_shape, dtype='uint8', name='x')
         y = dequantize(x.to(self.device), 'uniform', generator=generator)
@@ -246,7 +247,8 @@ class GaussianFlow(DensityModel):
                                        cfg.head_dim, num_classes=cfg.num_classes, clip=cfg.clip,
                                        final_norm=cfg.final_norm, class_std=cfg.class_std)
 
-    def nll(self, y, labels=None, label_drop=0.0, validate=True):
+    def nll(self, y: torch.Tensor, labels: torch.Tensor | None = None, label_drop: float = 0.0,
+            validate: bool = True) -> torch.Tensor:
         "Negative log-density of images y (B, C, H, W) in model units, in nats per dimension: (B,)."
         X, c = self._inputs(y, labels, label_drop, validate)
         z, logdet = self.flow(X, c)                                            # (B, N, d), (B,)
@@ -308,7 +310,8 @@ class Farmer(DensityModel):
                 z = f.inverse(z)
         return z
 
-    def nll(self, y, labels=None, label_drop=0.0, validate=True):
+    def nll(self, y: torch.Tensor, labels: torch.Tensor | None = None, label_drop: float = 0.0,
+            validate: bool = True) -> torch.Tensor:
         "Negative log-density of images y (B, C, H, W) in model units, in nats per dimension: (B,)."
         X, c = self._inputs(y, labels, label_drop, validate)
         z_I, z_R, logdet = self.latent(X)
@@ -364,13 +367,20 @@ def redraw_nonfinite(draw, max_redraws=3):
 @patch
 @torch.no_grad()
 def sample(self: DensityModel,
-           labels=None,     # class labels (B,); None: `n` images of the null label
-           n=None,          # the number of images when `labels` is None
-           generator=None,  # a torch.Generator for every random draw (`seeds` replaces it)
-           inverse=None,    # None: the exact flow inverse; 'student': `08_distill`'s; or a callable
-           max_redraws=3,   # rounds of re-drawing the images whose pixels come out non-finite
-           seeds=None,      # one int per image: each image its own random stream, in any batch
-           **latent):       # keywords of this model's `sample_latent` (see its `sample`)
+           # class labels (B,); None: `n` images of the null label
+           labels: torch.Tensor | None = None,
+           # the number of images when `labels` is None
+           n: int | None = None,
+           # a torch.Generator for every random draw (`seeds` replaces it)
+           generator: torch.Generator | None = None,
+           # None: the exact flow inverse; 'student': `08_distill`'s; or a callable
+           inverse: str | typing.Callable | None = None,
+           # rounds of re-drawing the images whose pixels come out non-finite
+           max_redraws: int = 3,
+           # one int per image: each image its own random stream, in any batch
+           seeds: typing.Sequence[int] | None = None,
+           # keywords of this model's `sample_latent` (see its `sample`)
+           **latent) -> torch.Tensor:
     "Draw uint8 images (B, C, H, W): a latent from the prior, then the flow inverse."
     if labels is None and (not isinstance(n, int) or n < 1):
         raise ValueError(f"n: expected a positive int when labels is None, got {n!r}")
@@ -392,14 +402,21 @@ def sample(self: DensityModel,
 
 @patch
 def sample(self: GaussianFlow,
-           labels=None,      # class labels (B,); None: `n` images of the null label
-           n=None,           # the number of images when `labels` is None
-           generator=None,   # a torch.Generator for every random draw (`seeds` replaces it)
-           inverse=None,     # None: the exact flow inverse; 'student'; or a callable
-           max_redraws=3,    # rounds of re-drawing the images whose pixels come out non-finite
-           seeds=None,       # one int per image: each image its own random stream
+           # class labels (B,); None: `n` images of the null label
+           labels: torch.Tensor | None = None,
+           # the number of images when `labels` is None
+           n: int | None = None,
+           # a torch.Generator for every random draw (`seeds` replaces it)
+           generator: torch.Generator | None = None,
+           # None: the exact flow inverse; 'student'; or a callable
+           inverse: str | typing.Callable | None = None,
+           # rounds of re-drawing the images whose pixels come out non-finite
+           max_redraws: int = 3,
+           # one int per image: each image its own random stream
+           seeds: typing.Sequence[int] | None = None,
            *,
-           temperature=1.0): # the latent's standard deviation: Z ~ N(0, temperature² I)
+           # the latent's standard deviation: Z ~ N(0, temperature² I)
+           temperature: float = 1.0) -> torch.Tensor:
     """Draw uint8 images (B, C, H, W): Z ~ N(0, temperature² I), then the flow inverse.
 
     `temperature` < 1 trades diversity for typical images. The other arguments are those of
@@ -409,17 +426,27 @@ def sample(self: GaussianFlow,
 
 @patch
 def sample(self: Farmer,
-           labels=None,      # class labels (B,); None: `n` images of the null label
-           n=None,           # the number of images when `labels` is None
-           generator=None,   # a torch.Generator for every random draw (`seeds` replaces it)
-           inverse=None,     # None: the exact flow inverse; 'student'; or a callable
-           max_redraws=3,    # rounds of re-drawing the images whose pixels come out non-finite
-           seeds=None,       # one int per image: each image its own random stream
+           # class labels (B,); None: `n` images of the null label
+           labels: torch.Tensor | None = None,
+           # the number of images when `labels` is None
+           n: int | None = None,
+           # a torch.Generator for every random draw (`seeds` replaces it)
+           generator: torch.Generator | None = None,
+           # None: the exact flow inverse; 'student'; or a callable
+           inverse: str | typing.Callable | None = None,
+           # rounds of re-drawing the images whose pixels come out non-finite
+           max_redraws: int = 3,
+           # one int per image: each image its own random stream
+           seeds: typing.Sequence[int] | None = None,
            *,
-           guidance=None,    # a rule of `07_guidance`, e.g. Resampling(w); None: no guidance
-           T_pi=1.0,         # T_π: every mixture's logits × T_π (only without `guidance`)
-           T_sigma=1.0,      # T_σ: every component's standard deviation × T_σ (likewise)
-           gamma=1.0):       # γ: the redundant channels' standard deviations × γ
+           # a rule of `07_guidance`, e.g. Resampling(w); None: no guidance
+           guidance: typing.Callable | None = None,
+           # T_π: every mixture's logits × T_π (only without `guidance`)
+           T_pi: float = 1.0,
+           # T_σ: every component's standard deviation × T_σ (likewise)
+           T_sigma: float = 1.0,
+           # γ: the redundant channels' standard deviations × γ
+           gamma: float = 1.0) -> torch.Tensor:
     """Draw uint8 images (B, C, H, W): the AR prior draws Z^I token by token and Z^R from the shared
     mixture, then the flow inverse.
 
@@ -455,7 +482,7 @@ def randomize_model_(model, std=0.05, seed=0):
 # %% ../nbs/06_model.ipynb #3dfbdf2a
 MODELS = {'GaussianFlow': (GaussianFlow, GaussianFlowConfig), 'Farmer': (Farmer, FarmerConfig)}
 
-def build_model(cfg):
+def build_model(cfg: 'GaussianFlowConfig | FarmerConfig') -> 'DensityModel':
     "The model a config describes: `Farmer` for a `FarmerConfig`, `GaussianFlow` for its config."
     for model_cls, cfg_cls in MODELS.values():
         if type(cfg) is cfg_cls: return model_cls(cfg)
@@ -515,7 +542,8 @@ def state_tensors(module, dtype=None, prefix=''):
     cast = lambda v: v.to(dtype) if dtype is not None and v.is_floating_point() else v
     return {prefix + k: cast(v.detach()).cpu().contiguous() for k, v in module.state_dict().items()}
 
-def save_model(model, path, dtype=None, **extra):
+def save_model(model: 'DensityModel', path: str | os.PathLike, dtype: torch.dtype | None = None,
+               **extra) -> Path:
     """Write `model`'s weights and config to a safetensors file atomically (floats cast to `dtype`
     if given); `extra` strings go in the metadata."""
     meta = {'format': 'farmer_nb.model/1', 'class': type(model).__name__,
@@ -548,7 +576,8 @@ def model_from_checkpoint(tensors, meta, path='checkpoint', expect_config=None, 
     model.load_state_dict({k: v for k, v in state.items() if not k.startswith('student.')})
     return model
 
-def load_model(path, device='cpu', expect_config=None):
+def load_model(path: str | os.PathLike, device: str | torch.device = 'cpu',
+               expect_config: 'GaussianFlowConfig | FarmerConfig | None' = None) -> 'DensityModel':
     """Load a model saved by `save_model` (or from a training checkpoint), verifying its checksum
     and, if given, its config."""
     tensors, meta = read_tensors(path, ('farmer_nb.model/1', 'farmer_nb.train/1'))
@@ -563,7 +592,8 @@ def asset_path(name):
 PRETRAINED = {'fmnist-small': 'fmnist_small.safetensors',     # 4.8 M, Fashion-MNIST (this chapter)
               'emoji64-p8': 'emoji64_p8.safetensors'}  # 9.7 M, Emoji64 at patch 8 (colour tutorial)
 
-def load_pretrained(name='fmnist-small', device='cpu'):
+def load_pretrained(name: str = 'fmnist-small',
+                    device: str | torch.device = 'cpu') -> 'DensityModel':
     "A model shipped with the library, by name (`PRETRAINED`), loaded like `load_model`."
     if not isinstance(name, str):
         raise TypeError(f"name: expected a model name such as 'fmnist-small', got "

@@ -30,7 +30,8 @@ def image_grid(images, nrow=None, pad=1, pad_value=255):
     return grid
 
 # %% ../nbs/11_viz.ipynb #b1a26239
-def save_image_grid(images, path, nrow=None, scale=2):
+def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None,
+                    scale: int = 2) -> Path:
     "Write an image grid to a PNG (or JPEG) file with Pillow, each pixel repeated `scale` times."
     from PIL import Image
     g = image_grid(images, nrow).repeat(scale, 0).repeat(scale, 1)  # (rows, cols, C) uint8

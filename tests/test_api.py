@@ -372,3 +372,26 @@ def test_constraints_pin_every_dependency():
     assert not {n for n in map(name, wanted) if n not in pins}, 'refresh constraints.txt with pip-compile'
     assert all(len(v) == 1 for v in pins.values())
     assert pins['torch'] == ['2.13.0']                             # the CPU wheel setup.sh installs
+
+
+def test_public_api_is_annotated():
+    "Every parameter of the top-level API (functions, constructors, the models' main methods) has a type hint."
+    PENDING = {'fit', 'get_config'}                      # reworked in 09_train / the presets cell; next
+    missing = []
+    for name in farmer_nb.__all__:
+        obj = getattr(farmer_nb, name)
+        fns = []
+        if inspect.isclass(obj):
+            if not hasattr(obj, '__dataclass_fields__'):
+                fns.append((f'{name}.__init__', obj.__init__))
+            for m in ('nll', 'bits_per_dim', 'sample', 'from_pretrained', 'save_pretrained', '__call__'):
+                if m in vars(obj) or (m in dir(obj) and m != '__call__'):
+                    fns.append((f'{name}.{m}', getattr(obj, m)))
+        elif callable(obj) and name not in PENDING:
+            fns.append((name, obj))
+        for label, f in fns:
+            for p in inspect.signature(f).parameters.values():
+                skip = p.name in ('self', 'cls') or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                if not skip and p.annotation is p.empty:
+                    missing.append(f'{label}({p.name})')
+    assert not missing, missing
