@@ -6,7 +6,7 @@ Docs: https://farmer-nb.github.io/farmer_nb/flow.html.md"""
 
 # %% auto #0
 __all__ = ['block_forward', 'block_inverse', 'upcast', 'amp_residual', 'soft_clip', 'permute_tokens', 'AFBlock',
-           'AutoregressiveFlow', 'randomize_', 'GraphedInverse']
+           'AutoregressiveFlow', 'randomize_', 'GraphedInverse', 'jacobi_inverse', 'jacobi_flow_inverse']
 
 # %% ../nbs/02_flow.ipynb #54a775a4
 import torch
@@ -189,3 +189,30 @@ class GraphedInverse:
         if self.c is not None: self.c.copy_(c)                  # (an unconditional flow ignores c)
         self.graph.replay()
         return self.x.clone()
+
+# %% ../nbs/02_flow.ipynb #9be8d0dc
+@torch.no_grad()
+def jacobi_inverse(blk, z, c=None, tol=1e-5, max_rounds=None):
+    """Z^t (B, N, d) → (Z^{t−1}, rounds): one AF block inverted by fixed-point iteration over all
+    tokens at once, until no value moves more than `tol` (at most N − 1 rounds: then exact)."""
+    B, N, _ = z.shape
+    with torch.autocast(z.device.type, enabled=False):                   # fp32 throughout
+        zp = upcast(permute_tokens(z, blk.reverse))                      # (B, N, d), block order
+        c = _labels(blk, c, B, z.device)
+        x, rounds = zp.clone(), 0
+        for rounds in range(1, (max_rounds or N - 1) + 1):
+            h = blk.transformer(blk.embed(x, 0, c))                      # (B, N, width)
+            a, mu = map(_shift_right, blk.params(h))                     # token i from tokens < i
+            new = zp * torch.exp(a) + mu                                 # x = z ⊙ e^{a(x)} + μ(x)
+            moved = (new - x).abs().max()
+            x = new
+            if moved <= tol: break
+    return permute_tokens(x, blk.reverse), rounds
+
+def jacobi_flow_inverse(flow, z, c=None, tol=1e-5):
+    "Z (B, N, d) → (X, rounds per block, last block first): `flow.inverse` by fixed-point rounds."
+    rounds = []
+    for blk in reversed(flow.blocks):
+        z, r = jacobi_inverse(blk, z, c, tol)
+        rounds.append(r)
+    return z, rounds
