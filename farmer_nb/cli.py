@@ -518,10 +518,11 @@ def _quality(args: argparse.Namespace, model, test) -> dict:
     if args.dataset == 'emoji64':                      # the test split's class mix
         reps = test.labels.repeat(-(-args.quality // len(test.labels)))[:args.quality]
         with _sampling_bar(model, math.ceil(args.quality / batch)):
-            fake, labels = class_samples(model, labels=reps, batch_size=batch, seed=args.seed)
+            fake, labels = class_samples(model, labels=reps, batch_size=batch, seed=args.seed,
+                                         progress=False)          # the bar above counts steps
         return sample_quality(fake, test.images, labels, patch=model.cfg.patch)
     with _sampling_bar(model, math.ceil(args.quality / batch)):
-        fake, labels = class_samples(model, args.quality, batch, args.seed)
+        fake, labels = class_samples(model, args.quality, batch, args.seed, progress=False)
     return sample_quality(fake, test.images[:len(labels)], labels)
 
 def cmd_eval(args: argparse.Namespace) -> None:
