@@ -332,7 +332,7 @@ def _fit_setup(run):
     run.bar = tqdm(total=run.total, initial=run.start, disable=quiet, desc='train')
     run.spent = loop['seconds']                                   # training seconds, all calls
     run.writer = None
-    if writer_class is not None and run.rank == 0:   # resumed: hide the later steps of a stopped call
+    if writer_class is not None and run.rank == 0:    # resumed: hide later steps of a stopped call
         purge = run.start + 1 if run.start else None
         run.writer = writer_class(str(run.tensorboard), purge_step=purge)
     if run.budgeted and run.spent >= budget: run.stop = loop['step']   # a spent budget: no step
@@ -423,12 +423,12 @@ def fit(
     labels=None,            # class labels (n,); None: every image gets the null label
     epochs=1,               # passes over the images (the schedule's length, unless `max_steps`)
     batch_size=256,         # images per step, over all processes (DDP splits each batch)
-    lr=None,                # AdamW's peak learning rate; None: the preset's (`default_lr`, 06_model)
+    lr=None,                # AdamW's peak learning rate; None: the preset's (`default_lr`)
     weight_decay=0.03,      # AdamW's decoupled weight decay, on matrices only
     warmup_steps=None,      # steps of linear warm-up; None: one epoch, at most a tenth of the run
     grad_clip=1.0,          # the largest gradient norm; larger gradients are scaled down to it
     embed_decay=True,       # weight decay on embedding tables and positional embeddings too
-    noise='gaussian',       # training noise, one of `NOISES`: FARMER's annealed σ, as `farmer train`
+    noise='gaussian',       # training noise, one of `NOISES`; FARMER's annealed σ, as farmer train
     sigma_max=0.1,          # the annealed Gaussian noise's std at the start (model units)
     sigma_min=None,         # ... and at the end; None: 0.005, or 0 for 'uniform+gaussian'
     label_drop=None,        # the probability of the null label; None: the config's `label_drop`
