@@ -92,11 +92,12 @@ def train_feature_net(images, labels, epochs=3, batch_size=128, lr=1e-3, seed=0,
     return net.eval()
 
 @torch.no_grad()
-def predict(net, images, batch_size=1000):
-    "Features (n, dim) and class probabilities (n, K) of uint8 images, in batches."
+def predict(net, images, batch_size=1000, progress=True):
+    """Features (n, dim) and class probabilities (n, K) of uint8 images, in batches (a progress bar
+    over them unless `progress=False`)."""
     dev = next(net.parameters()).device
     feats, probs = [], []
-    for i in range(0, len(images), batch_size):
+    for i in tqdm(range(0, len(images), batch_size), disable=not progress, desc='features'):
         f = net.features(images[i:i + batch_size].to(dev))
         feats.append(f.cpu())
         probs.append(torch.softmax(net.out(f), -1).cpu())
@@ -191,9 +192,9 @@ def prdc(f_real, f_fake, k=5):
 
 # %% ../nbs/10_metrics.ipynb #2303075d
 @torch.no_grad()
-def class_samples(model, n=None, batch_size=1000, seed=0, labels=None, **kw):
+def class_samples(model, n=None, batch_size=1000, seed=0, labels=None, progress=True, **kw):
     """uint8 samples, n/K per class or one per `labels` entry: (images (n, C, H, W), labels (n,)) on
-    the CPU."""
+    the CPU; a progress bar over the batches unless `progress=False`."""
     K = model.cfg.num_classes
     if labels is None:
         if K == 0 or n is None or n % K:
@@ -207,8 +208,9 @@ def class_samples(model, n=None, batch_size=1000, seed=0, labels=None, **kw):
             raise ValueError(f"n: {n} does not match the {len(labels)} labels")
     n = len(labels)
     gen = lambda i: torch.Generator(device=model.device).manual_seed(seed + i)
+    starts = tqdm(range(0, n, batch_size), disable=not progress, desc='samples')
     imgs = [model.sample(labels[i:i + batch_size].to(model.device), generator=gen(i), **kw).cpu()
-            for i in range(0, n, batch_size)]
+            for i in starts]
     return torch.cat(imgs), labels
 
 def matched_subset(labels, like, seed=0):
@@ -254,8 +256,8 @@ def sample_quality(fake, real, fake_labels=None, net=None, kid_subsets=100, patc
     """FID, KID, precision/recall/density/coverage, cond. accuracy, stripe score of uint8 `fake` vs
     `real`."""
     net = net or load_feature_net(feature_net_name(real.shape[1:]))
-    ff, pf = predict(net, fake)
-    fr, _ = predict(net, real)
+    ff, pf = predict(net, fake, progress=False)
+    fr, _ = predict(net, real, progress=False)
     n = min(len(fr), len(ff), 5000)
     out = dict(n_fake=len(fake), n_real=len(real), fid=frechet_distance(fr, ff))
     subset = min(1000, len(fr), len(ff))

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 from .data import dequantize, noise_sigma, nll_to_bpd, check_images, check_labels
 from .model import write_tensors, read_tensors, model_from_checkpoint, state_tensors
+from .model import default_lr
 
 # %% ../nbs/09_train.ipynb #dfe66160
 def lr_factor(step, total, warmup, min_ratio=0.01):
@@ -193,6 +194,28 @@ def _log_record(model, loop, gnorm, opt, sigma, steps_per_epoch, images, labels,
                 grad_norm=gnorm.item(), lr=opt.param_groups[0]['lr'], skipped=loop['skipped'],
                 sigma=sigma, time=seconds, **health)
 
+def _summary_writer_class():
+    "torch's TensorBoard `SummaryWriter`, imported only when a run writes TensorBoard events."
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ImportError("writing TensorBoard events needs the tensorboard package: pip install "
+                          "'farmer_nb[tensorboard]'") from None
+    return SummaryWriter
+
+def _write_scalars(writer, rec):
+    """A row of the log as TensorBoard scalars at its step: each number under its key, a list's
+    items (one per flow block) as `key/0`, `key/1`, ..."""
+    scalars = {}
+    for key, value in rec.items():
+        if isinstance(value, list):
+            scalars.update({f'{key}/{i}': v for i, v in enumerate(value)})
+        elif key != 'step' and value is not None:       # the x axis; σ without Gaussian noise
+            scalars[key] = value
+    for tag, v in scalars.items():
+        writer.add_scalar(tag, v, rec['step'])
+    writer.flush()                                      # a crashed run keeps its curves
+
 # %% ../nbs/09_train.ipynb #eefcc4fc
 def _sample_grid(model, step, folder, seed=0):
     "8 samples per class (or 64 unconditional) to folder/samples_STEP.png; failing only warns."
@@ -243,6 +266,7 @@ def _fit_setup(run):
     if run.noise not in NOISES:
         raise ValueError(f"noise: expected one of {', '.join(map(repr, NOISES))}, "
                          f"got {run.noise!r}")
+    writer_class = None if run.tensorboard is None else _summary_writer_class()
     budget = run.time_budget
     run.budgeted = budget is not None
     number = isinstance(budget, (int, float)) and not isinstance(budget, bool)
@@ -252,6 +276,7 @@ def _fit_setup(run):
     if run.sigma_min is None:                                     # the annealed σ's end
         run.sigma_min = 0.0 if run.noise == 'uniform+gaussian' else 0.005
     model, batch_size = run.model, run.batch_size
+    if run.lr is None: run.lr = default_lr(model.cfg)            # the preset's peak learning rate
     run.device = device = model.device
     dist = torch.distributed
     run.ddp = dist.is_available() and dist.is_initialized()
@@ -306,6 +331,10 @@ def _fit_setup(run):
     quiet = not run.progress or run.rank > 0
     run.bar = tqdm(total=run.total, initial=run.start, disable=quiet, desc='train')
     run.spent = loop['seconds']                                   # training seconds, all calls
+    run.writer = None
+    if writer_class is not None and run.rank == 0:    # resumed: hide later steps of a stopped call
+        purge = run.start + 1 if run.start else None
+        run.writer = writer_class(str(run.tensorboard), purge_step=purge)
     if run.budgeted and run.spent >= budget: run.stop = loop['step']   # a spent budget: no step
 
 def _fit_step(run):
@@ -358,6 +387,7 @@ def _fit_log(run):
     loop['log'].append(rec)
     if run.log_path is not None and run.rank == 0:
         with open(run.log_path, 'a') as f: f.write(json.dumps(rec) + '\n')
+    if run.writer is not None: _write_scalars(run.writer, rec)
     run.bar.set_postfix(loss=f"{rec['loss']:.4f}", bpd=f"{rec['bpd']:.3f}",
                         skipped=loop['skipped'])
     tally.new_window()
@@ -375,6 +405,7 @@ def _fit_summary(run):
     skipped steps, seconds, throughput, EMA weights and whether the run is finished."""
     loop = run.loop
     run.bar.close()
+    if run.writer is not None: run.writer.close()
     run.model.eval()
     run.tally.sync(loop)
     if run.device.type == 'cuda': torch.cuda.synchronize()
@@ -392,12 +423,12 @@ def fit(
     labels=None,            # class labels (n,); None: every image gets the null label
     epochs=1,               # passes over the images (the schedule's length, unless `max_steps`)
     batch_size=256,         # images per step, over all processes (DDP splits each batch)
-    lr=2e-3,                # AdamW's peak learning rate
+    lr=None,                # AdamW's peak learning rate; None: the preset's (`default_lr`)
     weight_decay=0.03,      # AdamW's decoupled weight decay, on matrices only
     warmup_steps=None,      # steps of linear warm-up; None: one epoch, at most a tenth of the run
     grad_clip=1.0,          # the largest gradient norm; larger gradients are scaled down to it
     embed_decay=True,       # weight decay on embedding tables and positional embeddings too
-    noise='uniform',        # dequantization noise: one of `NOISES`
+    noise='gaussian',       # training noise, one of `NOISES`; FARMER's annealed σ, as farmer train
     sigma_max=0.1,          # the annealed Gaussian noise's std at the start (model units)
     sigma_min=None,         # ... and at the end; None: 0.005, or 0 for 'uniform+gaussian'
     label_drop=None,        # the probability of the null label; None: the config's `label_drop`
@@ -413,6 +444,7 @@ def fit(
     stop_at_step=None,      # end this call at this step, without changing the schedule
     stop_after=None,        # end this call after these seconds of training (then checkpoint)
     log_path=None,          # a file each row of the log is appended to, as a line of JSON
+    tensorboard=None,       # a folder for TensorBoard events of the log's numbers; None: none
     ema_decay=None,         # keep an exponential moving average of the weights with this decay
     compile=False,          # torch.compile the model: True, or a mode such as 'max-autotune'
     sample_every=None,      # steps between grids of samples written to `sample_dir`

@@ -311,11 +311,12 @@ def test_push_to_hub(tmp_path, monkeypatch):
 # --- packaging --------------------------------------------------------------------------------------------------
 
 def test_pyproject_extras():
-    "The hub extra is optional, tested in CI through dev; the core dependencies stay the five."
+    "The hub and tensorboard extras are optional, tested in CI through dev; the core dependencies stay the five."
     import tomllib
     proj = tomllib.loads((ROOT/'pyproject.toml').read_text())['project']
     assert proj['optional-dependencies']['hub'] == ['huggingface_hub']
-    assert 'huggingface_hub' in proj['optional-dependencies']['dev']
+    assert proj['optional-dependencies']['tensorboard'] == ['tensorboard']
+    assert {'huggingface_hub', 'tensorboard'} <= set(proj['optional-dependencies']['dev'])
     assert proj['dependencies'] == ['torch>=2.2', 'numpy', 'tqdm', 'safetensors', 'pillow']
 
 

@@ -134,6 +134,8 @@ CASES = [  # (id, argv, substring of the one-line message); {tmp} is a fresh fol
      '--test-n: expected an integer in [1, 4]'),
     ('output folder is a file', [*TRAIN, '--steps', '1', '--out', '{blocked}'],
      '--out: cannot create the folder'),
+    ('tensorboard folder is a file', [*TRAIN, '--steps', '1', '--tensorboard', '{blocked}', '--out', '{tmp}'],
+     '--tensorboard: cannot create the folder'),
     ('init from another config',
      ['train', '--preset', 'fmnist-cmp', '--init', '{model}', '--out', '{tmp}'],
      'checkpoint is from another config'),
@@ -540,6 +542,63 @@ def test_folders_in_every_command(files, saved, tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)               # lr 1e-12: the weights it started from
     code, out, err = run(['eval', '--model', str(tmp_path/'t'), '--images', files['grey'], *GREY])
     assert code == 0, err                                                       # a farmer train folder
+
+
+# ---------------------------------------------------------------- defaults from the presets; TensorBoard
+
+def test_train_lr_and_noise_defaults(monkeypatch, files, tmp_path):
+    "Without --lr, farmer train trains at the preset's peak learning rate (06_model's PRESET_LR), with fit's noise; --help says so."
+    import farmer_nb.model as model_module
+    argv = [a.format(**files) for a in TRAIN] + ['--steps', '1', '--test-n', '4', '--sample-every', '0']
+
+    def trained(*extra):
+        out = tmp_path/f'run{len(list(tmp_path.iterdir()))}'
+        code, _, err = run(argv + [*extra, '--out', str(out)])
+        assert code == 0, err
+        return json.loads((out/'results.json').read_text())
+    res = trained()
+    assert res['lr'] == 2e-3 and res['log'][0]['lr'] == 2e-3 and res['noise'] == 'gaussian'
+    monkeypatch.setitem(model_module.PRESET_LR, 'farmer-tiny', 5e-4)             # the table decides
+    assert trained()['lr'] == 5e-4 and trained('--lr', '1e-3')['lr'] == 1e-3       # --lr still wins
+    monkeypatch.undo()
+    code, help_text, _ = run(['train', '--help'])
+    help_text = ' '.join(help_text.split())                                        # as wrapped for any terminal
+    assert "(default: the preset's, 3e-4 for fmnist-base, 2e-3 for the others)" in help_text
+    assert '(default: gaussian)' in help_text
+
+
+def test_train_tensorboard(files, tmp_path):
+    "--tensorboard DIR: the run's log.jsonl numbers as TensorBoard scalars, step for step."
+    pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    argv = [a.format(**files) for a in TRAIN] + ['--steps', '3', '--log-every', '1', '--test-n', '4', '--sample-every', '0',
+                                                  '--tensorboard', str(tmp_path/'tb'), '--out', str(tmp_path/'run')]
+    code, out, err = run(argv)
+    assert code == 0, err
+    assert f"TensorBoard events in {tmp_path/'tb'}: tensorboard --logdir {tmp_path/'tb'}" in out
+    acc = EventAccumulator(str(tmp_path/'tb'))
+    acc.Reload()
+    log = [json.loads(line) for line in (tmp_path/'run'/'log.jsonl').read_text().splitlines()]
+    assert [r['step'] for r in log] == [1, 2, 3]
+    for key in ('loss', 'bpd', 'grad_norm', 'lr', 'skipped', 'sigma', 'eff_K_I'):
+        events = acc.Scalars(key)
+        assert [e.step for e in events] == [1, 2, 3], key
+        assert [e.value for e in events] == pytest.approx([r[key] for r in log], rel=1e-6), key
+    assert [e.value for e in acc.Scalars('z2/1')] == pytest.approx([r['z2'][1] for r in log], rel=1e-6)
+
+
+def test_train_tensorboard_missing(monkeypatch, files, tmp_path):
+    "Without the tensorboard package --tensorboard is refused before any work, in one line naming the extra."
+    import sys
+    monkeypatch.setitem(sys.modules, 'tensorboard', None)                        # as if not installed
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)
+    argv = [a.format(**files) for a in TRAIN] + ['--steps', '1', '--tensorboard', str(tmp_path/'tb'),
+                                                  '--out', str(tmp_path/'run')]
+    code, out, err = run(argv)
+    assert code == 2 and out == ''
+    assert err == ("farmer train: error: --tensorboard: writing TensorBoard events needs the tensorboard package: "
+                   "pip install 'farmer_nb[tensorboard]'\n")
+    assert not (tmp_path/'run').exists() and not (tmp_path/'tb').exists()
 
 
 def test_every_option_shows_its_default():

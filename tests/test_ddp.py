@@ -12,7 +12,7 @@ from farmer_nb.model import Farmer, GaussianFlow, get_config
 from farmer_nb.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
-KW = dict(epochs=2, batch_size=32, lr=3e-3, log_every=1, progress=False, seed=0)
+KW = dict(epochs=2, batch_size=32, lr=3e-3, noise='uniform', log_every=1, progress=False, seed=0)
 
 
 def make(kind):

@@ -586,3 +586,22 @@ def test_emoji64_stripe_floor(emoji):
     train, test = emoji
     idx = matched_subset(train.labels, test.labels, seed=0)
     assert 0.95 < stripe_score(train.images[idx], test.images, 8)['score'] < 1.2
+
+
+# ---------------------------------------------------------------- progress bars
+
+def test_progress_bars_of_predict_and_class_samples(net, tiny_farmer, capsys):
+    "predict and class_samples draw a bar over their batches on stderr (progress=True, the default); progress=False draws none and changes nothing."
+    x, _ = shapes28(30, 1)
+    f1, p1 = predict(net, x, batch_size=10)
+    err = capsys.readouterr().err
+    assert 'features' in err and '3/3' in err
+    f2, p2 = predict(net, x, batch_size=10, progress=False)
+    assert capsys.readouterr().err == '' and torch.equal(f1, f2) and torch.equal(p1, p2)
+    imgs, labels = class_samples(tiny_farmer, 8, batch_size=3)
+    err = capsys.readouterr().err
+    assert 'samples' in err and '3/3' in err
+    again, _ = class_samples(tiny_farmer, 8, batch_size=3, progress=False)
+    assert capsys.readouterr().err == '' and torch.equal(imgs, again)
+    sample_quality(x, x, net=net, kid_subsets=2)                                # its feature passes stay quiet
+    assert capsys.readouterr().err == ''

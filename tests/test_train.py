@@ -1,5 +1,5 @@
 "Tests of farmer_nb.train: the loss goes down, non-finite steps are skipped and counted, schedules, determinism."
-import math
+import math, sys
 
 import pytest
 import torch
@@ -54,7 +54,8 @@ def test_fit_lowers_the_loss(data):
     "20 AdamW steps on tiny synthetic data lower both the logged loss and the held-fixed NLL."
     model = tiny()
     before = mean_nll(model, data)
-    out = fit(model, data.images, data.labels, epochs=10, batch_size=16, max_steps=20, log_every=5, progress=False)
+    out = fit(model, data.images, data.labels, epochs=10, batch_size=16, max_steps=20, noise='uniform', log_every=5,
+              progress=False)
     after = mean_nll(model, data)
     assert out['steps'] == 20 and out['skipped'] == 0 and [r['step'] for r in out['log']] == [5, 10, 15, 20]
     assert out['log'][-1]['loss'] < out['log'][0]['loss'] - 0.2
@@ -326,3 +327,105 @@ def test_make_optimizer_embed_decay():
         assert emb <= dec if embed_decay else not emb & dec
         assert 'flow.blocks.0.proj_in.weight' in dec and 'flow.blocks.0.proj_in.bias' not in dec
         assert len(decayed['params']) + len(plain['params']) == len(list(m.parameters()))
+
+
+# --- one set of defaults: fit trains as `farmer train` does ---------------------------------------------
+
+def test_fit_defaults_are_farmer_trains():
+    "fit's noise default is `farmer train --noise`'s (the annealed Gaussian); the learning rate is the preset's, in 06_model."
+    import inspect
+    from farmer_nb.cli import make_parser
+    from farmer_nb.model import DEFAULT_LR, PRESET_LR, default_lr
+    params = inspect.signature(fit).parameters
+    assert params['noise'].default == 'gaussian' == make_parser().parse_args(['train']).noise
+    assert params['lr'].default is None and make_parser().parse_args(['train']).lr is None
+    assert DEFAULT_LR == 2e-3 and PRESET_LR == {'fmnist-base': 3e-4}           # what farmer train has always used
+    assert default_lr('fmnist-base') == default_lr(get_config('fmnist-base')) == 3e-4
+    assert default_lr('fmnist-small') == default_lr('tarflow-tiny') == 2e-3
+    assert default_lr(get_config('fmnist-base', d_I=8)) == DEFAULT_LR             # a config of no preset
+    with pytest.raises(ValueError, match="preset: unknown 'fmnist-huge'"):
+        default_lr('fmnist-huge')
+
+
+def test_fit_default_lr_and_noise(monkeypatch, data):
+    "Without lr and noise, fit trains at the preset's peak learning rate with the annealed Gaussian noise."
+    import farmer_nb.model as model_module
+    kw = dict(batch_size=16, max_steps=2, warmup_steps=0, log_every=1, progress=False)
+    out = fit(tiny(), data.images, data.labels, **kw)
+    assert out['log'][0]['lr'] == pytest.approx(2e-3) and out['log'][0]['sigma'] == pytest.approx(0.1)
+    same = fit(tiny(), data.images, data.labels, lr=2e-3, noise='gaussian', **kw)
+    assert [r['loss'] for r in out['log']] == [r['loss'] for r in same['log']]
+    monkeypatch.setitem(model_module.PRESET_LR, 'tarflow-tiny', 5e-4)             # the table decides
+    assert fit(tiny(), data.images, data.labels, **kw)['log'][0]['lr'] == pytest.approx(5e-4)
+
+
+# --- TensorBoard ---------------------------------------------------------------------------------------
+
+def tensorboard_scalars(folder):
+    "{tag: [(step, value), ...]} of the TensorBoard event files in `folder`, read back as TensorBoard does."
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()['scalars']}
+
+
+def log_scalars(log):
+    "The same shape from fit's log: every number but the step, a list's items as key/i, no None."
+    out = {}
+    for row in log:
+        for key, value in row.items():
+            if key == 'step' or value is None: continue
+            items = [(f'{key}/{i}', v) for i, v in enumerate(value)] if isinstance(value, list) else [(key, value)]
+            for tag, v in items: out.setdefault(tag, []).append((row['step'], v))
+    return out
+
+
+def assert_same_scalars(events, log):
+    "TensorBoard's scalars are the log's, tag for tag and step for step (TensorBoard keeps float32)."
+    want = log_scalars(log)
+    assert sorted(events) == sorted(want)
+    for tag, rows in want.items():
+        assert [s for s, _ in events[tag]] == [s for s, _ in rows], tag
+        assert [v for _, v in events[tag]] == pytest.approx([v for _, v in rows], rel=1e-6, abs=1e-12), tag
+
+
+def test_tensorboard_events_match_the_log(tmp_path):
+    "3 steps of tarflow-tiny on random uint8 images: the event file holds the returned log's scalars."
+    pytest.importorskip('tensorboard')
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (24, 1, 8, 8), dtype=torch.uint8, generator=g)
+    c = torch.randint(0, 4, (24,), generator=g)
+    out = fit(tiny(), x, c, batch_size=8, max_steps=3, log_every=1, progress=False, tensorboard=tmp_path/'tb')
+    assert len(list((tmp_path/'tb').glob('events.out.tfevents.*'))) == 1
+    events = tensorboard_scalars(tmp_path/'tb')
+    assert {'loss', 'bpd', 'grad_norm', 'lr', 'skipped', 'sigma', 'z2/0', 'z2/1', 'logdet_per_dim/1'} <= set(events)
+    assert [s for s, _ in events['loss']] == [1, 2, 3]
+    assert_same_scalars(events, out['log'])
+
+
+def test_tensorboard_after_resume(tmp_path, data):
+    "A run resumed from an earlier checkpoint than where a call stopped: TensorBoard shows each step once, the resumed run's."
+    pytest.importorskip('tensorboard')
+    import shutil
+    ck = tmp_path/'ck.safetensors'
+    kw = dict(batch_size=16, epochs=2, log_every=1, progress=False, checkpoint=ck, tensorboard=tmp_path/'tb')
+    fit(tiny(), data.images, data.labels, stop_at_step=2, **kw)
+    shutil.copy(ck, tmp_path/'at_step_2')
+    fit(tiny(), data.images, data.labels, stop_at_step=5, resume=True, **kw)  # steps 3-5, then lost
+    shutil.copy(tmp_path/'at_step_2', ck)
+    out = fit(tiny(), data.images, data.labels, resume=True, **kw)
+    straight = fit(tiny(), data.images, data.labels, **{**kw, 'checkpoint': None, 'tensorboard': None})
+    events = tensorboard_scalars(tmp_path/'tb')
+    assert [s for s, _ in events['loss']] == list(range(1, 9))
+    assert [v for _, v in events['loss']] == pytest.approx([r['loss'] for r in straight['log']], rel=1e-6)
+    assert_same_scalars(events, out['log'])                                     # the log keeps steps 1-2 too
+
+
+def test_tensorboard_missing_names_the_extra(monkeypatch, tmp_path, data):
+    "Without the tensorboard package, fit refuses before any step, naming the extra to install."
+    monkeypatch.setitem(sys.modules, 'tensorboard', None)                        # as if not installed
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)
+    with pytest.raises(ImportError, match=r"needs the tensorboard package: pip install 'farmer_nb\[tensorboard\]'"):
+        fit(tiny(), data.images, data.labels, batch_size=16, progress=False, tensorboard=tmp_path/'tb',
+            checkpoint=tmp_path/'ck.safetensors')
+    assert not (tmp_path/'tb').exists() and not (tmp_path/'ck.safetensors').exists()
