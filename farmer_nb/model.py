@@ -172,7 +172,7 @@ PRESETS = {
                                           ar_depth=12, M=64, d_I=128, K_I=64, K_R=200)),
 }
 
-def get_config(preset, **overrides):
+def get_config(preset: str, **overrides) -> 'GaussianFlowConfig | FarmerConfig':
     "The config of a named preset, with `overrides` applied."
     if preset not in PRESETS:
         raise ValueError(f"preset: unknown {preset!r}; available: {', '.join(sorted(PRESETS))}")
@@ -186,7 +186,7 @@ DEFAULT_LR = 2e-3            # AdamW's peak learning rate for a preset without i
 # (09_train, results)
 PRESET_LR = {'fmnist-base': 3e-4}
 
-def default_lr(preset):
+def default_lr(preset: 'str | GaussianFlowConfig | FarmerConfig') -> float:
     """The peak learning rate of `fit` (lr=None) and `farmer train` for a preset's name or a config;
     a config that equals no preset (fields overridden) gets `DEFAULT_LR`."""
     if isinstance(preset, str) and preset not in PRESETS:

@@ -418,39 +418,71 @@ def _fit_summary(run):
                 ema=ema_state, img_per_s=img_per_s, finished=finished)
 
 def fit(
-    model,                  # a `GaussianFlow` or a `Farmer` (06_model), on its device
-    images,                 # uint8 training images (n, C, H, W), moved to the model's device
-    labels=None,            # class labels (n,); None: every image gets the null label
-    epochs=1,               # passes over the images (the schedule's length, unless `max_steps`)
-    batch_size=256,         # images per step, over all processes (DDP splits each batch)
-    lr=None,                # AdamW's peak learning rate; None: the preset's (`default_lr`)
-    weight_decay=0.03,      # AdamW's decoupled weight decay, on matrices only
-    warmup_steps=None,      # steps of linear warm-up; None: one epoch, at most a tenth of the run
-    grad_clip=1.0,          # the largest gradient norm; larger gradients are scaled down to it
-    embed_decay=True,       # weight decay on embedding tables and positional embeddings too
-    noise='gaussian',       # training noise, one of `NOISES`; FARMER's annealed σ, as farmer train
-    sigma_max=0.1,          # the annealed Gaussian noise's std at the start (model units)
-    sigma_min=None,         # ... and at the end; None: 0.005, or 0 for 'uniform+gaussian'
-    label_drop=None,        # the probability of the null label; None: the config's `label_drop`
-    amp_dtype=None,         # the autocast dtype of the forward pass (torch.bfloat16); None: fp32
-    seed=0,                 # seeds torch's global RNG and the data and noise generator
-    log_every=50,           # steps per row of the log (the last step is always logged)
-    max_skip_frac=0.05,     # stop with an error once more steps than this share (and 10) failed
-    progress=True,          # show a progress bar
-    max_steps=None,         # at most this many steps in the schedule
-    checkpoint=None,        # path of the training checkpoint, written when a call stops
-    checkpoint_every=None,  # steps between checkpoints besides the last one
-    resume=False,           # go on from `checkpoint` if that file exists
-    stop_at_step=None,      # end this call at this step, without changing the schedule
-    stop_after=None,        # end this call after these seconds of training (then checkpoint)
-    log_path=None,          # a file each row of the log is appended to, as a line of JSON
-    tensorboard=None,       # a folder for TensorBoard events of the log's numbers; None: none
-    ema_decay=None,         # keep an exponential moving average of the weights with this decay
-    compile=False,          # torch.compile the model: True, or a mode such as 'max-autotune'
-    sample_every=None,      # steps between grids of samples written to `sample_dir`
-    sample_dir=None,        # the folder of those grids
-    time_budget=None,       # seconds of training over all calls: a deadline the schedule follows
-):
+    # a `GaussianFlow` or a `Farmer` (06_model), on its device
+    model: torch.nn.Module,
+    # uint8 training images (n, C, H, W), moved to the model's device
+    images: torch.Tensor,
+    # class labels (n,); None: every image gets the null label
+    labels: torch.Tensor | None = None,
+    # passes over the images (the schedule's length, unless `max_steps`)
+    epochs: int = 1,
+    # images per step, over all processes (DDP splits each batch)
+    batch_size: int = 256,
+    # AdamW's peak learning rate; None: the preset's (`default_lr`)
+    lr: float | None = None,
+    # AdamW's decoupled weight decay, on matrices only
+    weight_decay: float = 0.03,
+    # steps of linear warm-up; None: one epoch, at most a tenth of the run
+    warmup_steps: int | None = None,
+    # the largest gradient norm; larger gradients are scaled down to it
+    grad_clip: float = 1.0,
+    # weight decay on embedding tables and positional embeddings too
+    embed_decay: bool = True,
+    # training noise, one of `NOISES`; FARMER's annealed σ, as farmer train
+    noise: str = 'gaussian',
+    # the annealed Gaussian noise's std at the start (model units)
+    sigma_max: float = 0.1,
+    # ... and at the end; None: 0.005, or 0 for 'uniform+gaussian'
+    sigma_min: float | None = None,
+    # the probability of the null label; None: the config's `label_drop`
+    label_drop: float | None = None,
+    # the autocast dtype of the forward pass (torch.bfloat16); None: fp32
+    amp_dtype: torch.dtype | None = None,
+    # seeds torch's global RNG and the data and noise generator
+    seed: int = 0,
+    # steps per row of the log (the last step is always logged)
+    log_every: int = 50,
+    # stop with an error once more steps than this share (and 10) failed
+    max_skip_frac: float = 0.05,
+    # show a progress bar
+    progress: bool = True,
+    # at most this many steps in the schedule
+    max_steps: int | None = None,
+    # path of the training checkpoint, written when a call stops
+    checkpoint: str | Path | None = None,
+    # steps between checkpoints besides the last one
+    checkpoint_every: int | None = None,
+    # go on from `checkpoint` if that file exists
+    resume: bool = False,
+    # end this call at this step, without changing the schedule
+    stop_at_step: int | None = None,
+    # end this call after these seconds of training (then checkpoint)
+    stop_after: float | None = None,
+    # a file each row of the log is appended to, as a line of JSON
+    log_path: str | Path | None = None,
+    # a folder for TensorBoard events of the log's numbers; None: none
+    tensorboard: str | Path | None = None,
+    # keep an exponential moving average of the weights with this decay
+    ema_decay: float | None = None,
+    # torch.compile the model: True, or a mode such as 'max-autotune'
+    compile: bool | str = False,
+    # steps between grids of samples written to `sample_dir`
+    sample_every: int | None = None,
+    # the folder of those grids
+    sample_dir: str | Path | None = None,
+    # seconds of training over all calls: a deadline the schedule follows
+    time_budget: float | None = None,
+) -> dict:
     """Train `model` on uint8 `images` (n, C, H, W) and `labels` (n,); returns a dict with the log,
     throughput and EMA weights. Seeds torch's global RNG with `seed`."""
     run = SimpleNamespace(**locals())          # the arguments, and the state the stages share
