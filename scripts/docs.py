@@ -449,6 +449,7 @@ def main():
     shutil.rmtree(build, ignore_errors=True)
     src, raw = build/'src', build/'raw'
     for d in (src/'tutorials'/'results', src/'tutorials'/'assignments', src/'_static', raw): d.mkdir(parents=True)
+    if (ROOT/'results').exists(): shutil.copytree(ROOT/'results', build/'results')   # chapters run in raw/ read ../results
     site = pages()
     sources = {p.resolve(): src/(_doc(page) + p.suffix) for _, p, page in site if p is not None}
     link = Linker(build, sources)
