@@ -404,7 +404,6 @@ html_title = "farmer_nb"
 html_static_path = ["_static"]
 html_css_files = ["farmer.css"]              # code lines wrap, long words in prose break
 exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints"]
-suppress_warnings = ["mystnb.unknown_mime_type", "misc.highlighting_failure"]
 html_favicon = "favicon.svg"
 add_module_names = False                     # block_forward(x, c=None), not farmer_nb.flow.block_forward(...)
 toc_object_entries = False                   # a chapter's table of contents lists its sections, not every name
