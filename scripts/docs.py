@@ -413,8 +413,9 @@ nitpick_ignore_regex = [(r"py:.*", r"(?!farmer_nb\\.).*")]   # torch.Tensor, int
 '''
 CSS = '''/* Code lines wrap at the column instead of running past it (source lines reach ~170 characters, printed
    dictionaries ~280); the wrapped part goes on at the left edge. Long inline code and URLs in prose break. */
-.highlight pre, div.cell_output pre, .output pre { white-space: pre-wrap; overflow-wrap: anywhere; }
-article p, article li, article td, article th, article dd { overflow-wrap: anywhere; }
+.highlight pre, div.cell_output pre, .output pre { white-space: pre-wrap; overflow-wrap: break-word; }
+article p, article li, article td, article th, article dd { overflow-wrap: break-word; }   /* not `anywhere`: table
+   columns keep the width of their longest word */
 /* wide tables and figures scroll inside the column, never widen the page */
 article .table-wrapper { max-width: 100%; overflow-x: auto; }
 article img { max-width: 100%; height: auto; }
