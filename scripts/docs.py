@@ -21,7 +21,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = ('notest', 'slow', 'cuda')
-if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))   # document this checkout's package, not an installed one
+sys.path.insert(0, str(ROOT))                 # document this checkout's package, not one installed from elsewhere
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -233,8 +233,7 @@ def describe(obj, name, module, kind, comment='', members=()):
                                        '\n\n'.join(filter(None, [comment, _docstring(obj), '\n'.join(_params(obj))])))
     if kind == 'data':
         opts['type'] = type(obj).__name__
-        if len(repr(obj)) <= 60 and isinstance(_default(obj), _Text) and _default(obj).text != '...':
-            opts['value'] = repr(obj)
+        if _default(obj).text != '...': opts['value'] = _default(obj).text           # short and Python
         return _anchor(name) + _fenced('py:data', label, opts, comment)
     if isinstance(obj, property): directive, fn, sig = 'py:property', obj.fget, ''
     elif isinstance(obj, (classmethod, staticmethod)):
