@@ -1,22 +1,16 @@
 """Links into the docs name pages the site has: nbdev's `_modidx.py`, the module docstrings and the site's page list
 (scripts/docs.py's `pages()`) agree, without building the site (tests/test_docs.py builds it and follows every link)."""
-import ast, importlib.util, re
+import ast, re
 from pathlib import Path
 
 import pytest
+from scriptload import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip('nbdev')
 
 
-def _docs():
-    spec = importlib.util.spec_from_file_location('farmer_docs_script', ROOT/'scripts'/'docs.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-docs = _docs()
+docs = load_script('docs', 'farmer_docs_script')
 PAGES = [page for _, _, page in docs.pages()]
 
 

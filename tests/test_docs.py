@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from scriptload import load_script
 
 pytest.importorskip('sphinx'); pytest.importorskip('myst_nb'); pytest.importorskip('playwright')
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
@@ -19,14 +20,7 @@ ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-f
 WIDTHS = (1280, 390)                                   # a laptop and a phone
 
 
-def _docs():
-    spec = importlib.util.spec_from_file_location('farmer_docs_script', ROOT/'scripts'/'docs.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-docs = _docs()
+docs = load_script('docs', 'farmer_docs_script')
 
 
 @pytest.fixture(scope='module')

@@ -33,11 +33,8 @@ def test_mfu_variants_smoke(tmp_path):
 
 def _script(name):
     "Import scripts/<name>.py as a module."
-    import importlib.util
-    sys.path.insert(0, str(ROOT/'scripts'))
-    spec = importlib.util.spec_from_file_location(name, ROOT/'scripts'/f'{name}.py')
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
+    from scriptload import load_script
+    return load_script(name, name)
 
 
 def test_dim_nll_sums_to_the_nll():
