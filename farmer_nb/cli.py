@@ -241,28 +241,10 @@ def _warn(args: argparse.Namespace, what: str, e: Exception) -> None:
     line = f"farmer {args.command}: warning: {what} failed ({type(e).__name__}: {_one_line(e)})"
     print(line, file=sys.stderr, flush=True)
 
-@contextlib.contextmanager
 def _sampling_bar(model, calls: int = 1, desc: str = 'sampling'):
-    """A progress bar over `calls` calls of `model.sample`, drawn where `_watched`: forward hooks
-    count its sequential steps, the transformer passes of the AR prior and of each flow block."""
-    from tqdm.auto import tqdm
-    N, blocks = model.cfg.N, list(model.flow.blocks)
-    prior = getattr(model, 'prior', None)
-    nets = [getattr(m, 'transformer', None) for m in [*blocks, prior] if m is not None]
-    nets = [net for net in nets if net is not None]      # a sampler of another make: no bar
-    per_call = len(blocks) * (N - 1) + (N + 1 if prior is not None else 0)
-    bar = tqdm(total=calls * per_call, desc=desc, unit='step', disable=not _watched())
-
-    def tick(*_):
-        if bar.n < bar.total:                  # redrawn samples take extra steps
-            bar.update()
-    hooks = [net.register_forward_hook(tick) for net in nets]
-    try:
-        yield bar
-    finally:
-        for h in hooks:
-            h.remove()
-        bar.close()
+    "The library's progress bar over `calls` calls of `model.sample`, drawn where `_watched`."
+    from farmer_nb.model import sampling_progress
+    return sampling_progress(model, calls, desc, disable=not _watched())
 
 def _train_length(args, model, train, bs: int, ckpt: Path, device, say) -> tuple:
     "(epochs, max_steps, time budget in s): `--steps`, `--minutes` (CPU default) or `--epochs`."

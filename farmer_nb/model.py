@@ -6,12 +6,12 @@
 __all__ = ['PRESETS', 'DEFAULT_LR', 'PRESET_LR', 'MODELS', 'PRETRAINED', 'PRETRAINED_FORMAT', 'PRETRAINED_FILES',
            'PRETRAINED_INFO', 'check_config', 'GaussianFlowConfig', 'FarmerConfig', 'get_config', 'default_lr',
            'standard_normal_logprob', 'prepare_labels', 'DensityModel', 'GaussianFlow', 'Farmer', 'noise_source',
-           'redraw_nonfinite', 'randomize_model_', 'build_model', 'write_tensors', 'read_tensors', 'state_tensors',
-           'save_model', 'config_diff', 'model_from_checkpoint', 'load_model', 'asset_path', 'load_pretrained',
-           'preset_of', 'find_pretrained', 'model_card']
+           'sampling_progress', 'redraw_nonfinite', 'randomize_model_', 'build_model', 'write_tensors', 'read_tensors',
+           'state_tensors', 'save_model', 'config_diff', 'model_from_checkpoint', 'load_model', 'asset_path',
+           'load_pretrained', 'preset_of', 'find_pretrained', 'model_card']
 
 # %% ../nbs/06_model.ipynb #34821004
-import dataclasses, hashlib, importlib.util, json, math, os, typing
+import contextlib, dataclasses, hashlib, importlib.util, json, math, os, typing
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
@@ -363,6 +363,28 @@ def noise_source(seeds, B, generator, device):
         raise ValueError(f"seeds: expected {B} seeds, one per sample, got {len(seeds)}")
     return NoiseBank(seeds, device)
 
+@contextlib.contextmanager
+def sampling_progress(model, calls=1, desc='sampling', disable=False):
+    """A progress bar over `calls` calls of `model.sample`: forward hooks count its sequential
+    steps, the transformer passes of the AR prior and of each flow block (re-drawn: extra steps)."""
+    from tqdm.auto import tqdm
+    N, blocks = model.cfg.N, list(model.flow.blocks)
+    prior = getattr(model, 'prior', None)
+    nets = [m.transformer for m in [*blocks, prior] if getattr(m, 'transformer', None) is not None]
+    per_call = len(blocks) * (N - 1) + (N + 1 if prior is not None else 0)
+    bar = tqdm(total=calls * per_call, desc=desc, unit='step', disable=disable)
+
+    def tick(*_):
+        if bar.n < bar.total:
+            bar.update()
+    hooks = [net.register_forward_hook(tick) for net in nets]
+    try:
+        yield bar
+    finally:
+        for h in hooks:
+            h.remove()
+        bar.close()
+
 def redraw_nonfinite(draw, max_redraws=3):
     """uint8 images from `draw()` (images (B, C, H, W) in model units), those with a non-finite
     pixel drawn again for up to `max_redraws` rounds: (images, how many were drawn again)."""
@@ -390,6 +412,8 @@ def sample(self: DensityModel,
            max_redraws: int = 3,
            # one int per image: each image its own random stream, in any batch
            seeds: typing.Sequence[int] | None = None,
+           # a progress bar over the sequential steps
+           progress: bool = False,
            # keywords of this model's `sample_latent` (see its `sample`)
            **latent) -> torch.Tensor:
     "Draw uint8 images (B, C, H, W): a latent from the prior, then the flow inverse."
@@ -408,7 +432,8 @@ def sample(self: DensityModel,
     def draw():
         Z = self.sample_latent(c, B, generator, **latent)                       # (B, N, d)
         return unpatchify(inverse(Z, c), self.cfg.patch, self.cfg.image_shape)
-    images, self.last_redrawn = redraw_nonfinite(draw, max_redraws)
+    with sampling_progress(self, disable=not progress):
+        images, self.last_redrawn = redraw_nonfinite(draw, max_redraws)
     return images
 
 @patch
@@ -427,13 +452,15 @@ def sample(self: GaussianFlow,
            seeds: typing.Sequence[int] | None = None,
            *,
            # the latent's standard deviation: Z ~ N(0, temperature² I)
-           temperature: float = 1.0) -> torch.Tensor:
+           temperature: float = 1.0,
+           # a progress bar over the sequential steps
+           progress: bool = False) -> torch.Tensor:
     """Draw uint8 images (B, C, H, W): Z ~ N(0, temperature² I), then the flow inverse.
 
     `temperature` < 1 trades diversity for typical images. The other arguments are those of
     `DensityModel.sample`."""
     return DensityModel.sample(self, labels, n, generator, inverse, max_redraws, seeds,
-                               temperature=temperature)
+                               progress, temperature=temperature)
 
 @patch
 def sample(self: Farmer,
@@ -457,7 +484,9 @@ def sample(self: Farmer,
            # T_σ: every component's standard deviation × T_σ (likewise)
            T_sigma: float = 1.0,
            # γ: the redundant channels' standard deviations × γ
-           gamma: float = 1.0) -> torch.Tensor:
+           gamma: float = 1.0,
+           # a progress bar over the sequential steps
+           progress: bool = False) -> torch.Tensor:
     """Draw uint8 images (B, C, H, W): the AR prior draws Z^I token by token and Z^R from the shared
     mixture, then the flow inverse.
 
@@ -469,7 +498,7 @@ def sample(self: Farmer,
     weights, T_σ < 1 narrows every component (0: component means).
     `gamma`: γ scales the redundant channels' standard deviations (FARMER Fig. 7; 0: their means).
     The other arguments are those of `DensityModel.sample`."""
-    return DensityModel.sample(self, labels, n, generator, inverse, max_redraws, seeds,
+    return DensityModel.sample(self, labels, n, generator, inverse, max_redraws, seeds, progress,
                                guidance=guidance, T_pi=T_pi, T_sigma=T_sigma, gamma=gamma)
 
 # %% ../nbs/06_model.ipynb #cd80e4e7

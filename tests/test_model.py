@@ -271,3 +271,16 @@ def test_interrupted_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
         save_model(new, path)
     assert os.listdir(tmp_path) == ['m.safetensors']
     assert state_equal(load_model(path), old)
+
+
+def test_sample_progress_counts_the_sequential_steps(capsys):
+    "model.sample(progress=True) draws a bar over its sequential steps: N − 1 per flow block, N + 1 for the prior."
+    from farmer_nb.model import Farmer, sampling_progress
+    m = Farmer(get_config('farmer-tiny')).eval()
+    with sampling_progress(m) as bar:
+        m.sample(torch.tensor([0, 1]))
+    assert bar.n == bar.total == m.cfg.n_blocks * (m.cfg.N - 1) + m.cfg.N + 1
+    images = m.sample(torch.tensor([0, 1]), progress=True, seeds=[1, 2])
+    assert 'sampling' in capsys.readouterr().err
+    assert torch.equal(images, m.sample(torch.tensor([0, 1]), seeds=[1, 2]))     # same images
+    assert all(not net._forward_hooks for net in [m.prior.transformer, *(b.transformer for b in m.flow.blocks)])

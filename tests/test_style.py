@@ -78,7 +78,7 @@ def test_patched_methods_keep_signature_and_help():
     from farmer_nb.model import DensityModel, Farmer, GaussianFlow
     params = list(inspect.signature(Farmer.sample).parameters)
     assert params == ['self', 'labels', 'n', 'generator', 'inverse', 'max_redraws', 'seeds',
-                      'guidance', 'T_pi', 'T_sigma', 'gamma']
+                      'guidance', 'T_pi', 'T_sigma', 'gamma', 'progress']
     assert 'temperature' in inspect.signature(GaussianFlow.sample).parameters
     for word in ('guidance', 'T_pi', 'T_sigma', 'gamma'): assert word in Farmer.sample.__doc__
     assert list(inspect.signature(ARPrior.sample).parameters)[:2] == ['self', 'c']    # no_grad-wrapped
