@@ -2,6 +2,7 @@
 import json, subprocess, sys
 from pathlib import Path
 import pytest
+from scriptload import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 FMNIST = Path('/usr/share/datasets/fashion-mnist')
@@ -31,19 +32,13 @@ def test_mfu_variants_smoke(tmp_path):
     assert all(r['status'] == 'ok' and r['batch'] == 8 and r['ms_per_step'] > 0 for r in rows)
 
 
-def _script(name):
-    "Import scripts/<name>.py as a module."
-    from scriptload import load_script
-    return load_script(name, name)
-
-
 def test_dim_nll_sums_to_the_nll():
     "The per-dimension NLL shares of the flow ablation add up to the model's NLL, image by image."
     import torch
     from farmer_nb.data import patchify
     from farmer_nb.flow import randomize_
     from farmer_nb.model import GaussianFlow, get_config
-    bl = _script('baseline_fmnist')
+    bl = load_script('baseline_fmnist')
     torch.manual_seed(0)
     m = GaussianFlow(get_config('tarflow-tiny', final_norm=False)).eval()
     randomize_(m.flow, std=0.2)
@@ -56,7 +51,7 @@ def test_dim_nll_sums_to_the_nll():
 
 def test_flow_ablation_commands():
     "Each variant switches exactly its differences: config ones through --set, training ones through --fit."
-    fa = _script('flow_ablation')
+    fa = load_script('flow_ablation')
     class A: epochs, lr, set, fit, subset, max_steps = 10, 2e-3, [], [], None, None
     ref = fa.command('reference', 1, A, 'out')
     assert ref[ref.index('--set') + 1:ref.index('--fit')] == ['clip=0', 'final_norm=false', 'class_std=0.01']
