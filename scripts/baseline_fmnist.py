@@ -9,6 +9,7 @@ sampling img/s at each --bench-batches size (sequential inverse, eager and CUDA 
 Everything lands in --out as results.json and PNG files.
 """
 import argparse, json
+import numpy as np
 import torch
 import math
 from farmer_nb.data import dequantize, patchify, nll_to_bpd
@@ -56,10 +57,13 @@ def dim_nll(model, X, c):
         X = permute_tokens((xp.float() - mu) * torch.exp(-a), blk.reverse)
     return share + 0.5 * X.pow(2) + 0.5 * math.log(2 * math.pi)
 
+@torch.no_grad()
 def zero_pixel_bpd(model, images, labels, device, batch=1000, seed=1):
-    "Bits/dim of the pixels that are 0 in the uint8 image vs the rest (same dequantization as the test bits/dim)."
+    """Bits/dim of the pixels that are 0 in the uint8 image vs the rest (same dequantization as the test bits/dim),
+    and per image: its bits/dim and the bits summed over its zero and its other pixels (`per_image`, numpy)."""
     g = torch.Generator(device=device).manual_seed(seed)
     sums, counts, gap = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64), 0.0
+    per = dict(bpd=[], zero_bits=[], other_bits=[], zero_count=[])
     for i in range(0, len(images), batch):
         x, c = images[i:i + batch].to(device), labels[i:i + batch].to(device)
         X = patchify(dequantize(x, 'uniform', generator=g), model.cfg.patch)          # (B, N, d)
@@ -70,8 +74,11 @@ def zero_pixel_bpd(model, images, labels, device, batch=1000, seed=1):
         gap = max(gap, (bits.mean((1, 2)) - total).abs().max().item())
         for k, m in enumerate((zero, ~zero)):
             sums[k] += bits[m].sum(); counts[k] += m.sum()
+        per['bpd'].append(total); per['zero_count'].append(zero.sum((1, 2)))
+        per['zero_bits'].append((bits * zero).sum((1, 2))); per['other_bits'].append((bits * ~zero).sum((1, 2)))
     return dict(zero_bpd=(sums[0] / counts[0]).item(), nonzero_bpd=(sums[1] / counts[1]).item(),
-                zero_frac=(counts[0] / counts.sum()).item(), decomposition_max_err=gap)
+                zero_frac=(counts[0] / counts.sum()).item(), decomposition_max_err=gap,
+                per_image={k: torch.cat(v).numpy() for k, v in per.items()})
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,6 +107,7 @@ def main():
         train_r = evaluate_bpd(model, xtr, ytr, seed=2)
         null_r = evaluate_bpd(model, xte, None, seed=1)
         pixels = zero_pixel_bpd(model, xte, yte, device)
+        np.savez_compressed(out/f'per_image_{epochs}ep.npz', labels=yte.numpy(), **pixels.pop('per_image'))
         with torch.no_grad():                                            # flow round trip on real test images
             X = patchify(dequantize(xte[:1000].to(device), 'uniform'), cfg.patch)
             Z, _ = model.flow(X, yte[:1000].to(device))

@@ -42,10 +42,17 @@ def save_png(images, path, nrow=8, scale=2):
     g = image_grid(images, nrow).repeat(scale, 0).repeat(scale, 1)
     Image.fromarray(g[..., 0] if g.shape[-1] == 1 else g).save(path)
 
-def train_for(model, x, labels, minutes, batch_size=128, lr=1e-3, noise='gaussian', seed=0, amp=True, log_every=200):
-    "Train for `minutes` of wall-clock with a time-based schedule; returns a dict with steps, skipped steps and the log."
+def hflip(x, generator):
+    "Each image of a uint8 batch (B, C, H, W) mirrored left-right with probability 1/2."
+    flip = torch.rand(len(x), generator=generator, device=x.device) < 0.5          # (B,)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+def train_for(model, x, labels, minutes, batch_size=128, lr=1e-3, noise='gaussian', seed=0, amp=True, log_every=200,
+              flip=False, weight_decay=0.03):
+    """Train for `minutes` of wall-clock with a time-based schedule (`flip`: mirror half the images of each batch);
+    returns a dict with steps, skipped steps and the log."""
     dev = model.device
-    opt = make_optimizer(model, lr)
+    opt = make_optimizer(model, lr, weight_decay)
     g = torch.Generator(device=dev).manual_seed(seed)
     torch.manual_seed(seed)
     budget, log, step, skipped = 60 * minutes, [], 0, torch.zeros((), device=dev)
@@ -57,7 +64,8 @@ def train_for(model, x, labels, minutes, batch_size=128, lr=1e-3, noise='gaussia
             group['lr'] = lr * min(1.0, tau / 0.03) * 0.5 * (1 + math.cos(math.pi * tau))
         sigma = {'gaussian': noise_sigma(tau), 'uniform+gaussian': noise_sigma(tau, 0.1, 0.0), 'uniform': None}[noise]
         idx = torch.randint(len(x), (batch_size,), generator=g, device=dev)
-        y, c = prepare_batch(model, x[idx], labels[idx], sigma, model.cfg.label_drop, g, noise)
+        xb = hflip(x[idx], g) if flip else x[idx]                          # (B, C, H, W) uint8
+        y, c = prepare_batch(model, xb, labels[idx], sigma, model.cfg.label_drop, g, noise)
         loss, grad_norm, applied = optimizer_step(model, opt, y, c, amp_dtype=amp_dtype)
         skipped += ~torch.as_tensor(applied, device=dev)
         step += 1
@@ -116,7 +124,8 @@ def cmd_train(args, dev):
     res = dict(env=env(dev), args=vars(args), config=cfg.__dict__, params=sum(p.numel() for p in model.parameters()))
     print(f"{args.preset} {args.set}: {res['params'] / 1e6:.2f} M parameters", flush=True)
     res['train'] = train_for(model, train.images.to(dev), train.labels.to(dev), args.minutes, args.batch_size,
-                             args.lr, args.noise, args.seed)
+                             args.lr, args.noise, args.seed, flip=args.hflip,
+                             weight_decay=args.weight_decay)
     save_model(model, out/'model.safetensors', dtype=torch.float16)       # first: a failed score never costs the weights
     write = lambda: (out/'results.json').write_text(json.dumps(res, indent=1, default=str))
     write()
@@ -180,6 +189,9 @@ def main():
     t.add_argument('--batch-size', type=int, default=128)
     t.add_argument('--lr', type=float, default=1e-3, help='peak learning rate')
     t.add_argument('--noise', default='gaussian', choices=['gaussian', 'uniform+gaussian', 'uniform'])
+    t.add_argument('--weight-decay', type=float, default=0.03, help='AdamW weight decay on matrices')
+    t.add_argument('--hflip', action='store_true',
+                   help='augment: mirror each training image left-right with probability 1/2')
     g = sub.add_parser('guidance', help='score a saved FARMER under guidance rules and redundant-std scales')
     g.add_argument('--model', required=True)
     g.add_argument('--rules', nargs='*', default=['naive', 'resampling'])

@@ -7,6 +7,8 @@
 #   bash scripts/emoji_runs.sh p8  [MINUTES] [OUT]   # emoji64-p8 and its levers, one change at a time (9 runs)
 #   bash scripts/emoji_runs.sh p16 [MINUTES] [OUT]   # emoji64-p16: FARMER, K_R = 32, literal split, no split, Gaussian-prior flow;
 #                                                    # then guidance on the FARMER run
+#   bash scripts/emoji_runs.sh p16-flip [MINUTES] [OUT] # emoji64-p16 with mirrored training images: FARMER, no split,
+#                                                    # flow, d_I = 256, weight decay 0.3; then guidance and γ on FARMER
 #   MODEL=runs/emoji/p8/p8/model.safetensors bash scripts/emoji_runs.sh guidance-p8 [MINUTES] [OUT]
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,6 +39,15 @@ case $group in
     train p16_kr32     --preset emoji64-p16 --set K_R=32
     train p16_nosplit  --preset emoji64-p16 --set d_I=768 K_I=64 basis=pixel coupling=0
     train p16_flow     --preset tarflow-emoji64-p16 ;;
+  p16-flip)
+    timeout "$limit" bash -c "python scripts/emoji_compare.py train --preset emoji64-p16 --hflip --minutes $minutes \
+        --repeats $repeats --out $out/p16 \
+      && python scripts/emoji_compare.py guidance --model $out/p16/model.safetensors --rules resampling --w 1 2 3 \
+        --gamma 1 1.5 2 --repeats $repeats --out $out/p16_guidance" > "$out/p16.log" 2>&1 &
+    train p16_nosplit  --preset emoji64-p16 --hflip --set d_I=768 K_I=64 basis=pixel coupling=0
+    train p16_flow     --preset tarflow-emoji64-p16 --hflip
+    train p16_dI256    --preset emoji64-p16 --hflip --set d_I=256
+    train p16_wd       --preset emoji64-p16 --hflip --weight-decay 0.3 ;;
   guidance-p8)
     for rule in naive resampling; do
       timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules $rule --w 0.5 1 2 3 --gamma \

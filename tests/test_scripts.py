@@ -47,6 +47,14 @@ def test_dim_nll_sums_to_the_nll():
     assert share.shape == (5, m.cfg.N, m.cfg.d)
     assert torch.allclose(share.sum((1, 2)) / m.cfg.D, m.nll(y, c).float(), atol=1e-5)
     assert bl.parse_value('false') is False and bl.parse_value('inf') == float('inf') and bl.parse_value('3') == 3
+    x = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
+    x[:, :, :2] = 0                                                                      # a zero border
+    r = bl.zero_pixel_bpd(m, x, c, torch.device('cpu'), batch=2)
+    per = r['per_image']
+    assert per['bpd'].shape == (5,) and (per['zero_count'] >= 16).all()
+    bits = (per['zero_bits'] + per['other_bits']) / m.cfg.D                               # per image, bits/dim
+    assert (abs(bits - per['bpd']) / per['bpd']).max() < 1e-5                            # fp32 sums
+    assert abs(per['zero_bits'].sum() / per['zero_count'].sum() - r['zero_bpd']) < 1e-9
 
 
 def test_flow_ablation_commands():
