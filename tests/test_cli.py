@@ -226,6 +226,10 @@ CASES = [  # (id, argv, substring of the one-line message); {tmp} is a fresh fol
      '--reps: expected an integer in [1, 1000], got 0'),
     ('bench, NaN peak', ['bench', 'train', '--preset', 'farmer-tiny', '--peak-tflops', 'nan'],
      '--peak-tflops: expected a finite number > 0, got nan'),
+    ('bench, zero Jacobi tolerance', ['bench', 'sample', '--model', '{model}', '--jacobi-tol', '0'],
+     '--jacobi-tol: expected a finite number > 0, got 0'),
+    ('bench, unknown case', ['bench', 'sample', '--model', '{model}', '--cases', 'jacobian'],
+     "argument --cases: invalid choice: 'jacobian'"),
     ('student of another model',
      ['bench', 'sample', '--model', '{model}', '--student', '{student}', '--batches', '1'],
      '--student: '),
@@ -631,3 +635,18 @@ def test_cli_code_style():
             if isinstance(getattr(node, field, None), list) and getattr(node, field) and hasattr(node, 'lineno')
             and getattr(node, field)[0].lineno == node.lineno]
     assert not same, [src.splitlines()[i - 1] for i in same]
+
+
+def test_bench_cases_and_jacobi(files, tmp_path):
+    "`--cases` times only what it names, in that order; the Jacobi row carries its rounds and its error."
+    out = tmp_path/'b.json'
+    code, _, err = run(['bench', 'sample', '--model', files['model'], '--student', 'init', '--batches', '3',
+                        '--reps', '1', '--cases', 'jacobi', 'student', 'sequential', '--jacobi-tol', '1e-6',
+                        '--device', 'cpu', '--out', str(out)])
+    assert code == 0, err
+    rows = json.loads(out.read_text())['rows']
+    assert [r['case'] for r in rows] == ['jacobi', 'student', 'sequential']
+    j, cfg = rows[0], get_config('farmer-tiny')
+    assert len(j['rounds']) == cfg.n_blocks and all(1 <= r <= cfg.N - 1 for r in j['rounds'])
+    assert max(j['rounds']) > 1 and j['steps_sequential'] == cfg.N - 1      # randomised blocks: not the identity
+    assert j['max_abs_err'] < 1e-4 and all(r['ms_per_image'] > 0 for r in rows)
