@@ -2,7 +2,11 @@
 
     python scripts/flow_ablation.py run --variants all --seeds 0 --epochs 10 --out runs/flow_ablation
     python scripts/flow_ablation.py report runs/flow_ablation
+    python scripts/flow_ablation.py tails runs/flow_ablation      # which test images carry the mean
 
+`tails` reads each run's per-image test bits (per_image_<E>ep.npz) and prints how heavy the tail is: the median
+and mean bits/dim, how much of the mean the worst 10 images carry, and for the worst five their index, class
+and the share of their bits spent on zero-valued pixels; with `--figure` it draws the worst images of each run.
 `run` starts one `baseline_fmnist.py` process per (variant, seed), all at once (they share the GPU; each
 writes OUT/<variant>_s<seed>/results.json and a log), `--parallel` at a time. `report` prints the table of
 test and train bits/dim (mean ± sd over seeds), the bits of zero-valued pixels vs the rest, and writes
@@ -15,6 +19,7 @@ OUT/summary.json. The five differences, ours → plain TarFlow:
     embdecay    weight decay on positional/class embeddings → none              (fit embed_decay=false)
 """
 import argparse, json, os, statistics, subprocess, sys, time
+import numpy as np
 from pathlib import Path
 
 CHANGES = dict(clip=(['clip=0'], []), norm=(['final_norm=false'], []), gradclip=([], ['grad_clip=inf']),
@@ -86,6 +91,47 @@ def report(args):
               f"{r['zero_bpd']:.3f} | {r['nonzero_bpd']:.3f} | {r['skipped']} |")
     (Path(args.out) / 'summary.json').write_text(json.dumps(rows, indent=1))
 
+def tail_stats(per, top=10):
+    "How heavy the tail of one run's per-image test bits/dim is (`per`: the arrays of per_image_*.npz)."
+    bpd = np.asarray(per['bpd'], dtype=np.float64)                        # (n,)
+    order = np.argsort(bpd)[::-1]
+    rest = np.delete(bpd, order[:top])
+    zero_share = per['zero_bits'] / (per['zero_bits'] + per['other_bits'])
+    worst = [dict(index=int(i), label=int(per['labels'][i]), bpd=float(bpd[i]), zero_share=float(zero_share[i]),
+                  zero_pixels=int(per['zero_count'][i])) for i in order[:5]]
+    return dict(n=len(bpd), mean=float(bpd.mean()), median=float(np.median(bpd)), p99=float(np.quantile(bpd, 0.99)),
+                mean_without_top=float(rest.mean()), top=top, above_median_plus_1=int((bpd > np.median(bpd) + 1).sum()),
+                worst=worst)
+
+def tails(args):
+    rows = {}
+    for f in sorted(Path(args.out).glob('*/per_image_*ep.npz')):
+        with np.load(f) as per: rows[f'{f.parent.name} ({f.stem.split("_")[-1]})'] = tail_stats(dict(per))
+    if not rows: sys.exit(f"{args.out}: no */per_image_*ep.npz (runs of baseline_fmnist.py write them)")
+    print('| run | mean | median | 99 % | mean without worst 10 | images > median + 1 | worst (index, class, bpd, zero share) |')
+    print('|---|---|---|---|---|---|---|')
+    for name, r in rows.items():
+        w = '; '.join(f"{x['index']} ({x['label']}) {x['bpd']:.1f} {100 * x['zero_share']:.0f} %" for x in r['worst'][:3])
+        print(f"| {name} | {r['mean']:.3f} | {r['median']:.3f} | {r['p99']:.3f} | {r['mean_without_top']:.3f} | "
+              f"{r['above_median_plus_1']} | {w} |")
+    (Path(args.out) / 'tails.json').write_text(json.dumps(rows, indent=1))
+    if args.figure: tail_figure(rows, args.figure)
+
+def tail_figure(rows, path, k=6):
+    "The k worst test images of each run, titled with their bits/dim."
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    from farmer_nb.data import FashionMNIST
+    test = FashionMNIST('test')
+    fig, axs = plt.subplots(len(rows), k, figsize=(1.3 * k, 1.5 * len(rows)), squeeze=False)
+    for ax_row, (name, r) in zip(axs, rows.items()):
+        for ax, x in zip(ax_row, r['worst'] + [None] * k):
+            ax.set_axis_off()
+            if x is None: continue
+            ax.imshow(test[x['index']][0][0], cmap='gray_r', vmin=0, vmax=255)
+            ax.set_title(f"{x['bpd']:.1f}", fontsize=8)
+        ax_row[0].text(-0.1, 0.5, name, transform=ax_row[0].transAxes, ha='right', va='center', fontsize=7)
+    fig.tight_layout(); fig.savefig(path, dpi=120)
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest='cmd', required=True)
@@ -102,8 +148,11 @@ def main():
     r.add_argument('--out', default='runs/flow_ablation')
     p = sub.add_parser('report', help='tabulate finished runs')
     p.add_argument('out')
+    t = sub.add_parser('tails', help="the worst test images of each run, from its per-image bits")
+    t.add_argument('out')
+    t.add_argument('--figure', default=None, help='draw the worst images of each run to this PNG')
     args = ap.parse_args()
-    run(args) if args.cmd == 'run' else report(args)
+    dict(run=run, report=report, tails=tails)[args.cmd](args)
 
 if __name__ == '__main__':
     main()

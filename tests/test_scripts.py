@@ -67,3 +67,21 @@ def test_flow_ablation_commands():
     assert '--set' not in fa.command('defaults', 0, A, 'out') and '--fit' not in fa.command('defaults', 0, A, 'out')
     assert fa.command('no-norm', 0, A, 'out')[-2:] == ['--set', 'final_norm=false']
     assert all(set(v) <= set(fa.CHANGES) for v in fa.VARIANTS.values())
+
+
+def test_flow_ablation_tails(tmp_path):
+    "The tail report finds the images that carry the mean, and how much of it they carry."
+    import numpy as np
+    fa = load_script('flow_ablation')
+    bpd = np.full(100, 3.0); bpd[7] = 103.0                                   # one image at 100 bits/dim more
+    zero = np.full(100, 784 * 1.0); other = bpd * 784 - zero
+    (tmp_path/'no-norm_s0').mkdir()
+    np.savez(tmp_path/'no-norm_s0'/'per_image_10ep.npz', bpd=bpd, zero_bits=zero, other_bits=other,
+             zero_count=np.full(100, 392), labels=np.arange(100) % 10)
+    r = fa.tail_stats(dict(np.load(tmp_path/'no-norm_s0'/'per_image_10ep.npz')))
+    assert abs(r['mean'] - 4.0) < 1e-9 and r['median'] == 3.0 and abs(r['mean_without_top'] - 3.0) < 1e-9
+    assert r['worst'][0]['index'] == 7 and r['worst'][0]['label'] == 7 and r['above_median_plus_1'] == 1
+    assert abs(r['worst'][0]['zero_share'] - 1 / 103) < 1e-9
+    class A: out, figure = str(tmp_path), None
+    fa.tails(A)
+    assert json.loads((tmp_path/'tails.json').read_text())['no-norm_s0 (10ep)']['worst'][0]['index'] == 7
