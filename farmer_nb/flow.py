@@ -36,9 +36,10 @@ def permute_tokens(x, reverse):
 class AFBlock(nn.Module):
     "One autoregressive affine flow block (FARMER Eq. 8–10): shift and scale from earlier tokens."
     def __init__(self, d, N, width=128, depth=4, head_dim=64, reverse=False, num_classes=0,
-                 clip=4.0, final_norm=True, class_std=1.0):
+                 clip=4.0, final_norm=True, class_std=1.0, in_clip=0.0):
         super().__init__()
         self.d, self.N, self.reverse, self.clip, self.num_classes = d, N, reverse, clip, num_classes
+        self.in_clip = in_clip                 # soft clip of what the transformer reads; 0: none
         self.proj_in = nn.Linear(d, width)
         self.pos_emb = nn.Parameter(0.01 * torch.randn(1, N, width))               # (1, N, width)
         self.class_emb = None
@@ -57,6 +58,7 @@ class AFBlock(nn.Module):
             pos = self.pos_emb[:, self.N - i - T:self.N - i].flip(1)
         else:
             pos = self.pos_emb[:, i:i + T]
+        if self.in_clip: x = soft_clip(x, self.in_clip)    # the conditioner's input only: exactness kept
         h = self.proj_in(x) + pos                                                   # (B, T, width)
         return amp_residual(h if self.class_emb is None else h + self.class_emb(c)[:, None])
 
@@ -114,12 +116,12 @@ block_inverse = AFBlock.inverse   # the same, called as a function: block_invers
 class AutoregressiveFlow(nn.Module):
     "AF blocks with alternating token order: `forward(X) -> (Z, logdet)`, sequential `inverse(Z)`."
     def __init__(self, d, N, n_blocks=4, width=128, depth=4, head_dim=64, num_classes=0, clip=4.0,
-                 final_norm=True, class_std=1.0):
+                 final_norm=True, class_std=1.0, in_clip=0.0):
         super().__init__()
         self.d, self.N = d, N
         self.blocks = nn.ModuleList(
             AFBlock(d, N, width, depth, head_dim, reverse=t % 2 == 1, num_classes=num_classes,
-                    clip=clip, final_norm=final_norm, class_std=class_std)
+                    clip=clip, final_norm=final_norm, class_std=class_std, in_clip=in_clip)
             for t in range(n_blocks))
 
     def _check(self, x, name):

@@ -78,6 +78,7 @@ class GaussianFlowConfig(_Sizes):
     label_drop: float = 0.1            # probability of the null label in training
     final_norm: bool = True            # LayerNorm before each block's output projection
     class_std: float = 1.0             # init std of the class embeddings
+    in_clip: float = 0.0               # soft clip s·tanh(z/s) of the blocks' transformer input; 0: none
 
     def __post_init__(self):
         self.image_shape = tuple(self.image_shape)
@@ -99,6 +100,7 @@ class FarmerConfig(_Sizes):
     num_classes: int = 10              # 0: unconditional
     clip: float = 4.0                  # soft clip of the AF log-scale
     final_norm: bool = True            # LayerNorm before each AF block's output projection
+    in_clip: float = 0.0               # soft clip s·tanh(z/s) of the AF transformer input; 0: none
     label_drop: float = 0.1            # probability of the null label in training
     ar_width: int = 256                # D_ar
     ar_depth: int = 4                  # AR transformer layers
@@ -256,7 +258,8 @@ class GaussianFlow(DensityModel):
         self.cfg = cfg
         self.flow = AutoregressiveFlow(cfg.d, cfg.N, cfg.n_blocks, cfg.width, cfg.depth,
                                        cfg.head_dim, num_classes=cfg.num_classes, clip=cfg.clip,
-                                       final_norm=cfg.final_norm, class_std=cfg.class_std)
+                                       final_norm=cfg.final_norm, class_std=cfg.class_std,
+                                       in_clip=cfg.in_clip)
 
     def nll(self, y: torch.Tensor, labels: torch.Tensor | None = None, label_drop: float = 0.0,
             validate: bool = True) -> torch.Tensor:
@@ -279,7 +282,7 @@ class Farmer(DensityModel):
         self.cfg = cfg
         self.flow = AutoregressiveFlow(cfg.d, cfg.N, cfg.n_blocks, cfg.width, cfg.depth,
                                        cfg.head_dim, num_classes=0, clip=cfg.clip,
-                                       final_norm=cfg.final_norm)
+                                       final_norm=cfg.final_norm, in_clip=cfg.in_clip)
         self.basis = TokenBasis(cfg.patch, cfg.image_shape[0]) if cfg.basis == 'dct' else None
         self.mixing = ChannelMixing(cfg.d) if cfg.mixing else None
         self.split = ChannelSplit(cfg.d, cfg.d_I, cfg.split)

@@ -278,6 +278,24 @@ def test_without_final_norm_round_trip_and_logdet():
     assert logdet.item() == pytest.approx(torch.linalg.slogdet(J)[1].item(), abs=1e-8)
 
 
+def test_input_clip_keeps_the_flow_exact():
+    """in_clip bounds what each block's transformer reads, s·tanh(z/s), not the affine map: the inverse and the
+    log-det stay exact, and huge inputs no longer reach the transformer."""
+    torch.manual_seed(0)
+    flow = AutoregressiveFlow(3, 4, 3, depth=1, num_classes=2, final_norm=False, in_clip=2.0, **TINY)
+    flow = randomize_(flow.double(), std=0.3, seed=0).eval()
+    x, c = 3 * torch.randn(1, 4, 3, dtype=torch.float64), torch.tensor([1])              # many values beyond s
+    z, logdet = flow(x, c)
+    assert ((flow.inverse(z, c) - x).abs().max() / x.abs().max()).item() < 1e-10
+    J = torch.autograd.functional.jacobian(lambda v: flow(v.view(1, 4, 3), c)[0].flatten(), x.flatten())
+    assert logdet.item() == pytest.approx(torch.linalg.slogdet(J)[1].item(), abs=1e-8)
+    blk = flow.blocks[0]
+    far = blk.embed(torch.full((1, 1, 3), 1e6, dtype=torch.float64), 0, c)
+    near = blk.embed(torch.full((1, 1, 3), 1e2, dtype=torch.float64), 0, c)
+    assert torch.allclose(far, near)                                     # 10⁶ and 100 both read as s = 2
+    assert AutoregressiveFlow(3, 4, 1, **TINY).blocks[0].in_clip == 0.0                  # off by default
+
+
 def test_class_std_scales_the_class_embeddings():
     "class_std multiplies the N(0, 1) init without drawing other random numbers: the rest of the init is unchanged."
     torch.manual_seed(3); a = AFBlock(4, 6, num_classes=5, **TINY)
