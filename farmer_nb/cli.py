@@ -921,8 +921,9 @@ def _bench_parser(sub) -> None:
                    help="sample: the model's distilled student, a file of farmer distill or its "
                         "folder; 'init': an untrained one, for speed alone (default: none)")
     p.add_argument('--cases', nargs='+', default=None, choices=list(SAMPLING_CASES),
-                   metavar='CASE', help='sample: what to time, of %(choices)s (default: all that the '
-                   'model and device have)')
+                   metavar='CASE',
+                   help='sample: what to time, of %(choices)s (default: all that the model and '
+                        'device have)')
     p.add_argument('--jacobi-tol', type=float, default=1e-3,
                    help='sample: stop a Jacobi block inverse when no value moves more than this')
     p.add_argument('--preset', default='fmnist-small', choices=sorted(PRESETS), metavar='PRESET',

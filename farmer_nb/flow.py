@@ -58,7 +58,7 @@ class AFBlock(nn.Module):
             pos = self.pos_emb[:, self.N - i - T:self.N - i].flip(1)
         else:
             pos = self.pos_emb[:, i:i + T]
-        if self.in_clip: x = soft_clip(x, self.in_clip)    # the conditioner's input only: exactness kept
+        if self.in_clip: x = soft_clip(x, self.in_clip)      # what the conditioner reads, only
         h = self.proj_in(x) + pos                                                   # (B, T, width)
         return amp_residual(h if self.class_emb is None else h + self.class_emb(c)[:, None])
 

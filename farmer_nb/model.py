@@ -78,7 +78,7 @@ class GaussianFlowConfig(_Sizes):
     label_drop: float = 0.1            # probability of the null label in training
     final_norm: bool = True            # LayerNorm before each block's output projection
     class_std: float = 1.0             # init std of the class embeddings
-    in_clip: float = 0.0               # soft clip s·tanh(z/s) of the blocks' transformer input; 0: none
+    in_clip: float = 0.0               # soft clip s·tanh(z/s) of the transformer input; 0: none
 
     def __post_init__(self):
         self.image_shape = tuple(self.image_shape)
@@ -100,7 +100,7 @@ class FarmerConfig(_Sizes):
     num_classes: int = 10              # 0: unconditional
     clip: float = 4.0                  # soft clip of the AF log-scale
     final_norm: bool = True            # LayerNorm before each AF block's output projection
-    in_clip: float = 0.0               # soft clip s·tanh(z/s) of the AF transformer input; 0: none
+    in_clip: float = 0.0               # soft clip s·tanh(z/s) of the AF input; 0: none
     label_drop: float = 0.1            # probability of the null label in training
     ar_width: int = 256                # D_ar
     ar_depth: int = 4                  # AR transformer layers

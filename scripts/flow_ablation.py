@@ -3,10 +3,14 @@
     python scripts/flow_ablation.py run --variants all --seeds 0 --epochs 10 --out runs/flow_ablation
     python scripts/flow_ablation.py report runs/flow_ablation
     python scripts/flow_ablation.py tails runs/flow_ablation      # which test images carry the mean
+    python scripts/flow_ablation.py trace runs/flow_ablation/reference+clip_s0/model_10ep.safetensors --images 9596
 
 `tails` reads each run's per-image test bits (per_image_<E>ep.npz) and prints how heavy the tail is: the median
 and mean bits/dim, how much of the mean the worst 10 images carry, and for the worst five their index, class
 and the share of their bits spent on zero-valued pixels; with `--figure` it draws the worst images of each run.
+`trace` follows test images through a saved flow, block by block: the largest |z| entering each block, the
+largest value of its transformer's output h, the range of the log-scale a and the largest |mu| (for the
+images named and, as the typical range, the 99.9th percentile over the first 2,000 test images).
 `run` starts one `baseline_fmnist.py` process per (variant, seed), all at once (they share the GPU; each
 writes OUT/<variant>_s<seed>/results.json and a log), `--parallel` at a time. `report` prints the table of
 test and train bits/dim (mean ± sd over seeds), the bits of zero-valued pixels vs the rest, and writes
@@ -20,6 +24,7 @@ OUT/summary.json. The five differences, ours → plain TarFlow:
 """
 import argparse, json, os, statistics, subprocess, sys, time
 import numpy as np
+import torch
 from pathlib import Path
 
 CHANGES = dict(clip=(['clip=0'], []), norm=(['final_norm=false'], []), gradclip=([], ['grad_clip=inf']),
@@ -132,6 +137,42 @@ def tail_figure(rows, path, k=6):
         ax_row[0].text(-0.1, 0.5, name, transform=ax_row[0].transAxes, ha='right', va='center', fontsize=7)
     fig.tight_layout(); fig.savefig(path, dpi=120)
 
+@torch.no_grad()
+def block_trace(model, x, c, seed=1):
+    "Per block, per image: max |z| in, max |h|, min and max a, max |mu| (dict of (n_blocks, B) arrays)."
+    from farmer_nb.data import dequantize, patchify
+    from farmer_nb.flow import permute_tokens, _shift_right
+    g = torch.Generator().manual_seed(seed)
+    X = patchify(dequantize(x, 'uniform', generator=g), model.cfg.patch)            # (B, N, d)
+    out = {k: [] for k in ('z_in', 'h', 'a_min', 'a_max', 'mu')}
+    for blk in model.flow.blocks:
+        xp = permute_tokens(X, blk.reverse)
+        h = blk.transformer(blk.embed(xp, 0, c))                                      # (B, N, width)
+        a, mu = map(_shift_right, blk.params(h))
+        for k, v in (('z_in', X.abs().amax((1, 2))), ('h', h.abs().amax((1, 2))), ('a_min', a.amin((1, 2))),
+                     ('a_max', a.amax((1, 2))), ('mu', mu.abs().amax((1, 2)))):
+            out[k].append(v.float().numpy())
+        X = permute_tokens((xp.float() - mu) * torch.exp(-a), blk.reverse)
+    out['z_out'] = [X.abs().amax((1, 2)).numpy()]
+    return {k: np.stack(v) for k, v in out.items()}
+
+def trace(args):
+    from farmer_nb.data import FashionMNIST
+    from farmer_nb.model import load_model
+    model, test = load_model(args.model).float().eval(), FashionMNIST('test')
+    named = block_trace(model, test.images[args.images], test.labels[args.images])
+    typical = block_trace(model, test.images[:2000], test.labels[:2000])
+    res = dict(model=str(args.model), images=args.images,
+               named={k: v.tolist() for k, v in named.items()},
+               typical_p999={k: np.quantile(v, 0.999, axis=1).tolist() for k, v in typical.items()})
+    for t in range(len(model.flow.blocks)):
+        row = lambda d: ', '.join(f"{k} {d[k][t] if np.ndim(d[k][t]) == 0 else d[k][t][0]:.1f}"
+                                  for k in ('z_in', 'h', 'a_min', 'mu'))
+        print(f"block {t}: image {args.images[0]}: {row(res['named'])}; typical (99.9 %): {row(res['typical_p999'])}")
+    print(f"out: image {args.images[0]} max |z| {res['named']['z_out'][0][0]:.1f}; "
+          f"typical (99.9 %) {res['typical_p999']['z_out'][0]:.1f}")
+    if args.out: Path(args.out).write_text(json.dumps(res, indent=1))
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest='cmd', required=True)
@@ -151,8 +192,12 @@ def main():
     t = sub.add_parser('tails', help="the worst test images of each run, from its per-image bits")
     t.add_argument('out')
     t.add_argument('--figure', default=None, help='draw the worst images of each run to this PNG')
+    tr = sub.add_parser('trace', help='follow test images through a saved flow, block by block')
+    tr.add_argument('model')
+    tr.add_argument('--images', type=int, nargs='+', default=[0], help='test-image indices')
+    tr.add_argument('--out', default=None, help='write the JSON here')
     args = ap.parse_args()
-    dict(run=run, report=report, tails=tails)[args.cmd](args)
+    dict(run=run, report=report, tails=tails, trace=trace)[args.cmd](args)
 
 if __name__ == '__main__':
     main()

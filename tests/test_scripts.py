@@ -85,3 +85,22 @@ def test_flow_ablation_tails(tmp_path):
     class A: out, figure = str(tmp_path), None
     fa.tails(A)
     assert json.loads((tmp_path/'tails.json').read_text())['no-norm_s0 (10ep)']['worst'][0]['index'] == 7
+
+
+def test_flow_ablation_block_trace():
+    "The block trace follows the flow's own forward pass: its last latents are the model's Z."
+    import torch
+    from farmer_nb.data import dequantize, patchify
+    from farmer_nb.flow import randomize_
+    from farmer_nb.model import GaussianFlow, get_config
+    fa = load_script('flow_ablation')
+    m = GaussianFlow(get_config('tarflow-tiny', final_norm=False)).eval()
+    randomize_(m.flow, std=0.2)
+    x, c = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8), torch.tensor([0, 1, 2])
+    import numpy as np
+    tr = fa.block_trace(m, x, c, seed=1)
+    assert tr['z_in'].shape == (m.cfg.n_blocks, 3) and tr['z_out'].shape == (1, 3)
+    X = patchify(dequantize(x, 'uniform', generator=torch.Generator().manual_seed(1)), m.cfg.patch)
+    with torch.no_grad(): Z, _ = m.flow(X, c)
+    assert np.allclose(tr['z_out'][0], Z.abs().amax((1, 2)).numpy(), rtol=1e-5)
+    assert np.allclose(tr['z_in'][0], X.abs().amax((1, 2)).numpy()) and (tr['a_min'] <= tr['a_max']).all()
