@@ -709,8 +709,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
         except ValueError as e:
             raise ValueError(f"--student: {e}") from None
     dev, rows = model.device, []
+    amp = args.precision == 'bf16'                   # autocast: the flow's affine math stays fp32
     for B in args.batches:
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(dev.type, torch.bfloat16, enabled=amp):
             c = torch.arange(B, device=dev) % max(model.cfg.num_classes, 1)
             z = _bench_latents(model, c)                                      # (B, N, d)
             cases = _sampling_cases(model, B, z, c, bool(args.student), args.jacobi_tol)
@@ -718,7 +719,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
                 if key not in cases: continue
                 s = median_time(cases[key](), dev, reps=args.reps)
                 rows.append(dict(case=key, what=SAMPLING_CASES[key], batch=B,
-                                 ms_per_batch=1e3 * s, ms_per_image=1e3 * s / B, img_per_s=B / s))
+                                 precision=args.precision, ms_per_batch=1e3 * s,
+                                 ms_per_image=1e3 * s / B, img_per_s=B / s))
                 if key == 'jacobi': rows[-1].update(_jacobi_check(model, z, args.jacobi_tol))
                 print(f"{SAMPLING_CASES[key]:34s} batch {B:5d}: {1e3 * s:9.2f} ms/batch  "
                       f"{B / s:10.1f} img/s", flush=True)
@@ -931,7 +933,8 @@ def _bench_parser(sub) -> None:
     p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
                    help='train: override config fields')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'],
-                   help='train: bf16 autocast (flow math stays fp32)')
+                   help='bf16 autocast; train: flow math stays fp32; sample: for the AR prior and the '
+                        'student (the exact inverses run in fp32)')
     p.add_argument('--compile', nargs='?', const='default', default=None, metavar='MODE',
                    help='train: torch.compile the model; MODE: default, reduce-overhead (CUDA '
                         'graphs) or max-autotune (default: off)')

@@ -650,3 +650,8 @@ def test_bench_cases_and_jacobi(files, tmp_path):
     assert len(j['rounds']) == cfg.n_blocks and all(1 <= r <= cfg.N - 1 for r in j['rounds'])
     assert max(j['rounds']) > 1 and j['steps_sequential'] == cfg.N - 1      # randomised blocks: not the identity
     assert j['max_abs_err'] < 1e-4 and all(r['ms_per_image'] > 0 for r in rows)
+    code, _, err = run(['bench', 'sample', '--model', files['model'], '--precision', 'bf16', '--batches', '2',
+                        '--reps', '1', '--cases', 'whole', 'jacobi', '--device', 'cpu', '--out', str(out)])
+    rows = json.loads(out.read_text())['rows']
+    assert code == 0 and [r['precision'] for r in rows] == ['bf16', 'bf16'], err
+    assert rows[1]['max_abs_err'] < 1e-2                  # latents from a bf16 prior; the flow's inverse is fp32
