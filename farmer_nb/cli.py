@@ -933,8 +933,8 @@ def _bench_parser(sub) -> None:
     p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
                    help='train: override config fields')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'],
-                   help='bf16 autocast; train: flow math stays fp32; sample: for the AR prior and the '
-                        'student (the exact inverses run in fp32)')
+                   help='bf16 autocast; train: flow math stays fp32; sample: for the AR prior '
+                        'and the student (the exact inverses run in fp32)')
     p.add_argument('--compile', nargs='?', const='default', default=None, metavar='MODE',
                    help='train: torch.compile the model; MODE: default, reduce-overhead (CUDA '
                         'graphs) or max-autotune (default: off)')
