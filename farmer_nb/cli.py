@@ -674,7 +674,8 @@ def _jacobi_check(model, z, tol: float) -> dict:
 def _bench_latents(model, c):
     """What the flow inverse reads when sampling: Z (B, N, d) from the AR prior for FARMER,
     N(0, I) for a Gaussian-prior flow (Jacobi's rounds depend on it; speed does not)."""
-    if hasattr(model, 'prior'): return model.unlatent(*model.prior.sample(c))
+    if hasattr(model, 'prior'):
+        return model.unlatent(*model.prior.sample(c))
     return torch.randn(len(c), model.cfg.N, model.cfg.d, device=model.device)
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -716,12 +717,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
             z = _bench_latents(model, c)                                      # (B, N, d)
             cases = _sampling_cases(model, B, z, c, bool(args.student), args.jacobi_tol)
             for key in args.cases or SAMPLING_CASES:
-                if key not in cases: continue
+                if key not in cases:
+                    continue
                 s = median_time(cases[key](), dev, reps=args.reps)
                 rows.append(dict(case=key, what=SAMPLING_CASES[key], batch=B,
                                  precision=args.precision, ms_per_batch=1e3 * s,
                                  ms_per_image=1e3 * s / B, img_per_s=B / s))
-                if key == 'jacobi': rows[-1].update(_jacobi_check(model, z, args.jacobi_tol))
+                if key == 'jacobi':
+                    rows[-1].update(_jacobi_check(model, z, args.jacobi_tol))
                 print(f"{SAMPLING_CASES[key]:34s} batch {B:5d}: {1e3 * s:9.2f} ms/batch  "
                       f"{B / s:10.1f} img/s", flush=True)
     if args.out:
