@@ -4,6 +4,7 @@
     python scripts/flow_ablation.py report runs/flow_ablation
     python scripts/flow_ablation.py tails runs/flow_ablation      # which test images carry the mean
     python scripts/flow_ablation.py trace runs/flow_ablation/reference+clip_s0/model_10ep.safetensors --images 9596
+    python scripts/flow_ablation.py probe runs/flow_ablation/reference+clip_s0/model_10ep.safetensors --images 9596
 
 `tails` reads each run's per-image test bits (per_image_<E>ep.npz) and prints how heavy the tail is: the median
 and mean bits/dim, how much of the mean the worst 10 images carry, and for the worst five their index, class
@@ -11,6 +12,9 @@ and the share of their bits spent on zero-valued pixels; with `--figure` it draw
 `trace` follows test images through a saved flow, block by block: the largest |z| entering each block, the
 largest value of its transformer's output h, the range of the log-scale a and the largest |mu| (for the
 images named and, as the typical range, the 99.9th percentile over the first 2,000 test images).
+`probe` sets the soft clip of what each block's transformer reads (`in_clip`) on a model trained without it,
+at each `--in-clip` value, and reports the bits/dim of the first 2,000 test images and of each image named: a
+probe of the mechanism, not a trained model (the weights never saw the clip).
 `run` starts one `baseline_fmnist.py` process per (variant, seed), all at once (they share the GPU; each
 writes OUT/<variant>_s<seed>/results.json and a log), `--parallel` at a time. `report` prints the table of
 test and train bits/dim (mean ± sd over seeds), the bits of zero-valued pixels vs the rest, and writes
@@ -173,6 +177,22 @@ def trace(args):
           f"typical (99.9 %) {res['typical_p999']['z_out'][0]:.1f}")
     if args.out: Path(args.out).write_text(json.dumps(res, indent=1))
 
+def probe(args):
+    from farmer_nb.data import FashionMNIST
+    from farmer_nb.metrics import evaluate_bpd
+    from farmer_nb.model import load_model
+    model, test = load_model(args.model).float().eval(), FashionMNIST('test')
+    rows = []
+    for s in [0.0] + args.in_clip:
+        for blk in model.flow.blocks: blk.in_clip = s
+        bulk = evaluate_bpd(model, test.images[:2000], test.labels[:2000], seed=1, progress=False)['bpd']
+        named = {i: evaluate_bpd(model, test.images[i:i + 1], test.labels[i:i + 1], seed=1, progress=False)['bpd']
+                 for i in args.images}
+        rows.append(dict(in_clip=s, first_2000_bpd=bulk, images=named))
+        print(f"in_clip {s:g}: first 2,000 test images {bulk:.4f} bits/dim; "
+              + ', '.join(f"image {i}: {v:,.1f}" for i, v in named.items()), flush=True)
+    if args.out: Path(args.out).write_text(json.dumps(dict(model=str(args.model), rows=rows), indent=1))
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest='cmd', required=True)
@@ -196,8 +216,13 @@ def main():
     tr.add_argument('model')
     tr.add_argument('--images', type=int, nargs='+', default=[0], help='test-image indices')
     tr.add_argument('--out', default=None, help='write the JSON here')
+    pr = sub.add_parser('probe', help="a model's bits/dim with the transformers' input soft-clipped afterwards")
+    pr.add_argument('model')
+    pr.add_argument('--images', type=int, nargs='+', default=[0], help='test-image indices')
+    pr.add_argument('--in-clip', type=float, nargs='+', default=[64.0, 32.0], help='values of s to try')
+    pr.add_argument('--out', default=None, help='write the JSON here')
     args = ap.parse_args()
-    dict(run=run, report=report, tails=tails, trace=trace)[args.cmd](args)
+    dict(run=run, report=report, tails=tails, trace=trace, probe=probe)[args.cmd](args)
 
 if __name__ == '__main__':
     main()
