@@ -156,7 +156,8 @@ def cmd_guidance(args, dev):
         elif rule == 'naive': r = NaiveGuidance(w)
         else: r = Resampling(w, args.s, args.s, T_pi_v=args.T_pi_v, T_sigma_v=args.T_sigma_v, T_s=args.T_s)
         name = f'{rule}_w{w:g}_g{gamma:g}'
-        q, fake = score(model, test, net, out/f'samples_{name}.npz', args.repeats, args.seed, guidance=r, gamma=gamma)
+        q, fake = score(model, test, net, out/f'samples_{name}.npz', args.repeats, args.seed, guidance=r, gamma=gamma,
+                        batch=args.batch)
         res['rows'].append(dict(rule=rule, w=w, gamma=gamma, **q))
         print(json.dumps(res['rows'][-1]), flush=True)
         write()
@@ -201,6 +202,9 @@ def main():
     g.add_argument('--T-pi-v', type=float, default=1.0)
     g.add_argument('--T-sigma-v', type=float, default=1.0)
     g.add_argument('--T-s', type=float, default=1.0)
+    g.add_argument('--batch', type=int, default=750,
+                   help='samples drawn at once (each batch seeded by its offset; lower it on a CPU: guidance with '
+                        'many candidates needs memory)')
     s = sub.add_parser('score', help='score saved samples (samples*.npz) with the Emoji64 feature network')
     s.add_argument('samples', nargs='+', help='samples*.npz files written by train or guidance')
     s.add_argument('--device', default='cpu')
