@@ -671,6 +671,18 @@ def _jacobi_check(model, z, tol: float) -> dict:
     err = (X - model.flow.inverse(z)).abs().max().item()
     return dict(jacobi_tol=tol, rounds=rounds, steps_sequential=model.cfg.N - 1, max_abs_err=err)
 
+def _missing_because(key: str, model, student: bool) -> str:
+    "Why a case of `farmer bench sample` is not available for this model and device."
+    why = []
+    if key in ('graph', 'whole-graph') and model.device.type != 'cuda':
+        why.append('a CUDA device')
+    if 'student' in key and not student:
+        why.append('--student')
+    if key in ('prior', 'prior-cfg', 'whole-graph', 'whole-student-cfg', 'fast', 'fast-student') \
+            and not hasattr(model, 'prior'):
+        why.append('a FARMER model, with an AR prior')
+    return 'needs ' + ' and '.join(why)
+
 def _bench_latents(model, c):
     """What the flow inverse reads when sampling: Z (B, N, d) from the AR prior for FARMER,
     N(0, I) for a Gaussian-prior flow (Jacobi's rounds depend on it; speed does not)."""
@@ -718,6 +730,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
             cases = _sampling_cases(model, B, z, c, bool(args.student), args.jacobi_tol)
             for key in args.cases or SAMPLING_CASES:
                 if key not in cases:
+                    if args.cases:                   # asked for by name: say why it is missing
+                        print(f"{SAMPLING_CASES[key]:34s} batch {B:5d}: not available here "
+                              f"({_missing_because(key, model, bool(args.student))})", flush=True)
                     continue
                 s = median_time(cases[key](), dev, reps=args.reps)
                 rows.append(dict(case=key, what=SAMPLING_CASES[key], batch=B,

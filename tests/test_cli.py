@@ -655,3 +655,9 @@ def test_bench_cases_and_jacobi(files, tmp_path):
     rows = json.loads(out.read_text())['rows']
     assert code == 0 and [r['precision'] for r in rows] == ['bf16', 'bf16'], err
     assert rows[1]['max_abs_err'] < 1e-2                  # latents from a bf16 prior; the flow's inverse is fp32
+    code, out_text, err = run(['bench', 'sample', '--model', files['flow'], '--batches', '2', '--reps', '1',
+                               '--cases', 'graph', 'prior', 'sequential', '--device', 'cpu'])
+    assert code == 0, err                                 # cases asked for by name that this setup lacks: why
+    assert 'not available here (needs a CUDA device)' in out_text
+    assert 'not available here (needs a FARMER model, with an AR prior)' in out_text
+    assert 'flow inverse (sequential)' in out_text
