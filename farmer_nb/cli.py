@@ -627,6 +627,18 @@ SAMPLING_CASES = {                 # `farmer bench sample --cases KEY ...`: key 
     'fast': 'fast sampler',
     'fast-student': 'fast sampler, student',
 }
+_CASE_NEEDS = {                    # what a case needs beyond a model: a GPU, a student, an AR prior
+    'graph': ('cuda',), 'whole-graph': ('cuda', 'farmer'), 'student': ('student',),
+    'prior': ('farmer',), 'prior-cfg': ('farmer',), 'whole-student': ('student',),
+    'whole-student-cfg': ('student', 'farmer'), 'fast': ('farmer',),
+    'fast-student': ('farmer', 'student'),
+}
+_NEED_TEXT = dict(cuda='a CUDA device', student='--student',
+                  farmer='a FARMER model, with an AR prior')
+
+def _has(model, student: bool) -> dict:
+    "Which of the needs in `_CASE_NEEDS` this model and device meet."
+    return dict(cuda=model.device.type == 'cuda', farmer=hasattr(model, 'prior'), student=student)
 
 def _sampling_cases(model, B: int, z, c, student: bool, jacobi_tol: float = 1e-3) -> dict:
     """The cases of `farmer bench sample` at batch B that this model and device have: key → a
@@ -634,7 +646,6 @@ def _sampling_cases(model, B: int, z, c, student: bool, jacobi_tol: float = 1e-3
     from farmer_nb.flow import GraphedInverse, jacobi_flow_inverse
     from farmer_nb.guidance import Resampling
     from farmer_nb.distill import FastSampler
-    cuda, farmer = model.device.type == 'cuda', hasattr(model, 'prior')
 
     def graphed(whole):
         g = GraphedInverse(model.flow, z)
@@ -648,20 +659,21 @@ def _sampling_cases(model, B: int, z, c, student: bool, jacobi_tol: float = 1e-3
         return lambda: model.sample(c, inverse=inverse, guidance=Resampling(2.0, 5, 5))
 
     cases = {
-        'sequential': (True, lambda: lambda: model.flow.inverse(z)),
-        'graph': (cuda, lambda: graphed(False)),
-        'jacobi': (True, lambda: lambda: jacobi_flow_inverse(model.flow, z, tol=jacobi_tol)),
-        'student': (student, lambda: lambda: model.student.inverse(z)),
-        'prior': (farmer, lambda: lambda: model.prior.sample(c)),
-        'prior-cfg': (farmer, lambda: lambda: model.prior.sample(c, rule=Resampling(2.0, 5, 5))),
-        'whole': (True, lambda: lambda: model.sample(c)),
-        'whole-graph': (cuda and farmer, lambda: graphed(True)),
-        'whole-student': (student, lambda: lambda: model.sample(c, inverse='student')),
-        'whole-student-cfg': (student and farmer, lambda: guided('student')),
-        'fast': (farmer, lambda: fast('teacher')),     # 08_distill: one CUDA graph (eager on a CPU)
-        'fast-student': (farmer and student, lambda: fast('student')),
+        'sequential': lambda: lambda: model.flow.inverse(z),
+        'graph': lambda: graphed(False),
+        'jacobi': lambda: lambda: jacobi_flow_inverse(model.flow, z, tol=jacobi_tol),
+        'student': lambda: lambda: model.student.inverse(z),
+        'prior': lambda: lambda: model.prior.sample(c),
+        'prior-cfg': lambda: lambda: model.prior.sample(c, rule=Resampling(2.0, 5, 5)),
+        'whole': lambda: lambda: model.sample(c),
+        'whole-graph': lambda: graphed(True),
+        'whole-student': lambda: lambda: model.sample(c, inverse='student'),
+        'whole-student-cfg': lambda: guided('student'),
+        'fast': lambda: fast('teacher'),               # 08_distill: one CUDA graph (eager on a CPU)
+        'fast-student': lambda: fast('student'),
     }
-    return {k: build for k, (available, build) in cases.items() if available}
+    has = _has(model, student)
+    return {k: build for k, build in cases.items() if all(has[n] for n in _CASE_NEEDS.get(k, ()))}
 
 def _jacobi_check(model, z, tol: float) -> dict:
     """Rounds per block of the Jacobi inverse of Z (B, N, d) at `tol`, and its largest distance
@@ -673,15 +685,8 @@ def _jacobi_check(model, z, tol: float) -> dict:
 
 def _missing_because(key: str, model, student: bool) -> str:
     "Why a case of `farmer bench sample` is not available for this model and device."
-    why = []
-    if key in ('graph', 'whole-graph') and model.device.type != 'cuda':
-        why.append('a CUDA device')
-    if 'student' in key and not student:
-        why.append('--student')
-    if key in ('prior', 'prior-cfg', 'whole-graph', 'whole-student-cfg', 'fast', 'fast-student') \
-            and not hasattr(model, 'prior'):
-        why.append('a FARMER model, with an AR prior')
-    return 'needs ' + ' and '.join(why)
+    has = _has(model, student)
+    return 'needs ' + ' and '.join(_NEED_TEXT[n] for n in _CASE_NEEDS[key] if not has[n])
 
 def _bench_latents(model, c):
     """What the flow inverse reads when sampling: Z (B, N, d) from the AR prior for FARMER,
