@@ -104,3 +104,26 @@ def test_flow_ablation_block_trace():
     with torch.no_grad(): Z, _ = m.flow(X, c)
     assert np.allclose(tr['z_out'][0], Z.abs().amax((1, 2)).numpy(), rtol=1e-5)
     assert np.allclose(tr['z_in'][0], X.abs().amax((1, 2)).numpy()) and (tr['a_min'] <= tr['a_max']).all()
+
+
+def test_redundant_token_weights():
+    "The refit's redundant term recombines to the model's exact bits/dim; refits only gain on their data; zero refits draw FARMER's samples."
+    import torch
+    from farmer_nb.model import Farmer, get_config, randomize_model_
+    rt = load_script('redundant_tokens')
+    torch.manual_seed(0)
+    m = Farmer(get_config('farmer-tiny', coupling=8)).eval()
+    randomize_model_(m, std=0.2)
+    x, c = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8), torch.arange(40) % 4
+    cache = rt.cache(m, x, c, batch=40, seed=3)
+    assert cache['L'].shape == (40, m.cfg.N, m.cfg.K_R)
+    exact = m.bits_per_dim(x, c, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(rt.bpd(m, cache), exact, atol=1e-5)               # same dequantization, same numbers
+    for content in (False, True):
+        w = rt.fit(cache, content, steps=50)
+        assert torch.allclose(w(cache['log_pi'], cache['z_I']).logsumexp(-1), torch.zeros(40, m.cfg.N), atol=1e-5)
+        assert rt.bpd(m, cache, w).mean() <= rt.bpd(m, cache).mean() + 1e-6
+    zero = rt.TokenWeights(m.cfg.N, m.cfg.K_R, m.cfg.d_I, content=True)
+    fakes = rt.draw(m, c[:6], {'shared': None, 'zero': zero}, batch=3)
+    assert fakes['shared'].dtype == torch.uint8 and fakes['shared'].shape == (6, 1, 8, 8)
+    assert torch.equal(fakes['shared'], fakes['zero'])
