@@ -6,7 +6,7 @@
 __all__ = ['MAX_SCALE', 'GMM', 'NoiseBank', 'rand', 'randn', 'inverse_cdf', 'categorical', 'check_scale', 'GMMHead']
 
 # %% ../nbs/03_gmm.ipynb #88d4e079
-import math
+import functools, math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -131,6 +131,23 @@ def effective_components(self: GMM):
 def __getitem__(self: GMM, idx):
     "The mixtures at batch index `idx` (e.g. the first half of a batch)."
     return GMM(self.logits[idx], self.mu[idx], self.log_sigma[idx])
+
+# %% ../nbs/03_gmm.ipynb #c9304ca7
+@patch
+def log_prob_many(self: GMM, z):
+    """log p(z) of many vectors under each mixture: z (..., n, d) for batch shape (...); returns
+    (..., n), in fp32 at least. Matrix products in float64, not `log_prob`'s (..., n, K, d) terms."""
+    if z.device.type == 'mps':                                            # no float64 there
+        return self.log_prob(z.movedim(-2, 0)).movedim(0, -1)
+    out = functools.reduce(torch.promote_types, [t.dtype for t in (z, self.mu, self.log_sigma)],
+                           torch.float32)                                 # log_prob's dtype
+    with torch.autocast(z.device.type, enabled=False):
+        z, mu, log_sigma = z.double(), self.mu.double(), self.log_sigma.double()
+        P = torch.exp(-2 * log_sigma)                                     # σ⁻²: (..., K, d)
+        quad = (z * z) @ P.mT - 2 * z @ (mu * P).mT + (mu * mu * P).sum(-1)[..., None, :]
+        comp = -0.5 * quad - log_sigma.sum(-1)[..., None, :] - 0.5 * self.d * math.log(2 * math.pi)
+        log_pi = F.log_softmax(self.logits.double(), -1)[..., None, :]    # (..., 1, K)
+        return torch.logsumexp(log_pi + comp, -1).to(out)                 # (..., n)
 
 # %% ../nbs/03_gmm.ipynb #21e8bc06
 class GMMHead(nn.Module):

@@ -68,7 +68,8 @@ class Resampling:
         cand = torch.cat([_draws(p_c, n_c, generator),  # s_c·n candidates z ~ p_c, then
                           _draws(p_u, n_u, generator)])  # s_u·n z ~ p_u: (S, *batch, d)
         vc, vu = (_for_scoring(g, self.T_pi_v, self.T_sigma_v) for g in (g_c, g_u))
-        delta = vc.log_prob(cand) - vu.log_prob(cand)   # Δ = log p_c(z) − log p_u(z): (S, *batch)
+        lp = lambda g: g.log_prob_many(cand.movedim(0, -2)).movedim(-1, 0)   # S per mixture
+        delta = lp(vc) - lp(vu)                         # Δ = log p_c(z) − log p_u(z): (S, *batch)
         w_c = delta.new_full((n_c,), self.w)            # made on the device: no copy per step
         w_u = delta.new_full((n_u,), self.w + 1)
         scale = torch.cat([w_c, w_u]).view(-1, *[1] * (delta.ndim - 1))    # (S, 1, ...)

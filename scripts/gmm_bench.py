@@ -1,0 +1,111 @@
+"""FARMER's redundant log-density two ways: per vector, component and channel (`GMM.log_prob`), or as matrix products
+(`GMM.log_prob_many`, the library's path); alone, and inside the whole model's training step.
+
+    python scripts/gmm_bench.py --preset imagenet256-p16 --batch 64 --step --precision bf16   # a GPU
+    python scripts/gmm_bench.py --preset emoji64-p16 --batch 16 --device cpu --step
+
+The log-density alone: N vectors of d_R channels per image under the image's mixture of K_R components (the
+preset's sizes), forward and backward, in ms, with the peak memory on CUDA and the largest difference between the
+two paths. `--step`: the training step of the whole model on random images with each path (`log_prob_many`
+swapped for the per-vector formula), in ms. Each measurement is the median of `--reps` after a warm-up. A path
+that runs out of memory is reported as such. Writes --out (JSON).
+"""
+import argparse, json, platform
+from pathlib import Path
+import torch
+from farmer_nb.gmm import GMM
+from farmer_nb.metrics import median_time
+from farmer_nb.model import build_model, get_config
+from farmer_nb.train import make_optimizer, prepare_batch, optimizer_step
+
+PATHS = {'per-vector': lambda g, z: g.log_prob(z.movedim(-2, 0)).movedim(0, -1),     # (B, N, K, d_R) terms
+         'matmul': lambda g, z: g.log_prob_many(z)}                                   # the library's path
+
+
+def mixture(B, N, K, d, device, seed=0):
+    "A random shared mixture per image (B,) and N vectors per image (B, N, d), as leaves that take gradients."
+    g = torch.Generator(device=device).manual_seed(seed)
+    rnd = lambda *s: torch.randn(*s, generator=g, device=device)
+    leaves = [rnd(B, K), rnd(B, K, d), 0.3 * rnd(B, K, d) - 1, rnd(B, N, d)]
+    return [t.requires_grad_() for t in leaves]
+
+
+def time_path(path, leaves, device, reps):
+    "ms per forward + backward of one path, the peak memory in GiB on CUDA (else None), and the output."
+    def run():
+        out = PATHS[path](GMM(*leaves[:3]), leaves[3])                                  # (B, N)
+        out.sum().backward()
+        return out
+    cuda = torch.device(device).type == 'cuda'
+    if cuda: torch.cuda.reset_peak_memory_stats()
+    ms = 1e3 * median_time(run, device, reps=reps, warmup=1)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    return ms, peak, run().detach()
+
+
+def time_step(cfg, path, B, device, precision, reps):
+    "ms per training step of the whole model with the redundant term computed by `path`."
+    torch.manual_seed(0)
+    model = build_model(cfg).to(device).train()
+    opt = make_optimizer(model)
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randint(0, 256, (B, *cfg.image_shape), dtype=torch.uint8, device=device, generator=g)
+    c = torch.randint(0, cfg.num_classes, (B,), device=device, generator=g) if cfg.num_classes else None
+    amp = {'fp32': None, 'bf16': torch.bfloat16}[precision]
+    library = GMM.log_prob_many
+    if path == 'per-vector': GMM.log_prob_many = lambda self, z: PATHS['per-vector'](self, z)
+    try:
+        return 1e3 * median_time(lambda: optimizer_step(model, opt, *prepare_batch(model, x, c, None, 0.0, g), 1.0, amp),
+                                 device, reps=reps, warmup=1)
+    finally:
+        GMM.log_prob_many = library
+
+
+def guarded(fn):
+    "fn(), or None when the device runs out of memory."
+    try: return fn()
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--preset', default='imagenet256-p16')
+    ap.add_argument('--batch', type=int, default=64)
+    ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    ap.add_argument('--reps', type=int, default=5)
+    ap.add_argument('--step', action='store_true', help='also time the whole training step with each path')
+    ap.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'], help='autocast of the training step')
+    ap.add_argument('--out', default='runs/gmm_bench.json')
+    args = ap.parse_args()
+    cfg = get_config(args.preset)
+    N, K, d = cfg.N, cfg.K_R, cfg.d - cfg.d_I
+    dev = args.device
+    name = torch.cuda.get_device_name() if torch.device(dev).type == 'cuda' else platform.processor() or 'cpu'
+    res = dict(device=name, torch=torch.__version__, preset=args.preset, batch=args.batch, N=N, K_R=K, d_R=d,
+               threads=torch.get_num_threads(), rows=[])
+    outs = {}
+    for path in PATHS:
+        r = guarded(lambda: time_path(path, mixture(args.batch, N, K, d, dev), dev, args.reps))
+        row = dict(what='log-density', path=path, ms=None if r is None else round(r[0], 3),
+                   peak_GiB=None if r is None or r[1] is None else round(r[1], 2))
+        if r is not None: outs[path] = r[2]
+        res['rows'].append(row)
+        print(json.dumps(row), flush=True)
+    if len(outs) == 2:
+        a, b = outs.values()
+        res['max_rel_diff'] = ((a - b).abs() / b.abs().clamp_min(1)).max().item()
+        print(f"largest relative difference between the paths: {res['max_rel_diff']:.1e}")
+    if args.step:
+        for path in PATHS:
+            ms = guarded(lambda: time_step(cfg, path, args.batch, dev, args.precision, args.reps))
+            row = dict(what=f'training step ({args.precision})', path=path, ms=None if ms is None else round(ms, 1))
+            res['rows'].append(row)
+            print(json.dumps(row), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == '__main__':
+    main()
