@@ -3,14 +3,17 @@
 
     python scripts/gmm_bench.py --preset imagenet256-p16 --batch 64 --step --precision bf16   # a GPU
     python scripts/gmm_bench.py --preset emoji64-p16 --batch 16 --device cpu --step
+    python scripts/gmm_bench.py --guided farmer_nb/assets/emoji64_p8.safetensors --batch 50 --s 20 --device cpu
 
 The log-density alone: N vectors of d_R channels per image under the image's mixture of K_R components (the
 preset's sizes), forward and backward, in ms, with the peak memory on CUDA and the largest difference between the
 two paths. `--step`: the training step of the whole model on random images with each path (`log_prob_many`
-swapped for the per-vector formula), in ms. Each measurement is the median of `--reps` after a warm-up. A path
+swapped for the per-vector formula), in ms. `--guided MODEL`: instead, resampling guidance (w = 3, `--s` candidates
+per stream) drawing `--batch` samples of a saved FARMER with each path, each in a process of its own: seconds,
+peak memory (CUDA: allocated; CPU: the process's resident set) and whether both drew the same images. Each measurement is the median of `--reps` after a warm-up. A path
 that runs out of memory is reported as such. Writes --out (JSON).
 """
-import argparse, json, platform
+import argparse, json, platform, resource, subprocess, sys, time
 from pathlib import Path
 import torch
 from farmer_nb.gmm import GMM
@@ -61,6 +64,23 @@ def time_step(cfg, path, B, device, precision, reps):
         GMM.log_prob_many = library
 
 
+def guided(model_path, path, B, s, device):
+    "Seconds, peak GiB and a checksum of B samples under resampling guidance with the redundant term by `path`."
+    from farmer_nb.guidance import Resampling
+    from farmer_nb.model import load_model
+    if path == 'per-vector': GMM.log_prob_many = lambda self, z: PATHS['per-vector'](self, z)
+    model = load_model(model_path, device).float().eval()
+    labels = torch.arange(B, device=device) % max(model.cfg.num_classes, 1)
+    cuda = torch.device(device).type == 'cuda'
+    if cuda: torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    x = model.sample(labels, generator=torch.Generator(device=device).manual_seed(0), guidance=Resampling(3.0, s, s))
+    if cuda: torch.cuda.synchronize()
+    seconds = time.perf_counter() - t
+    peak = torch.cuda.max_memory_allocated() if cuda else 1024 * resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return dict(seconds=round(seconds, 2), peak_GiB=round(peak / 2**30, 2), checksum=int(x.long().sum()))
+
+
 def guarded(fn):
     "fn(), or None when the device runs out of memory."
     try: return fn()
@@ -77,8 +97,25 @@ def main():
     ap.add_argument('--reps', type=int, default=5)
     ap.add_argument('--step', action='store_true', help='also time the whole training step with each path')
     ap.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'], help='autocast of the training step')
+    ap.add_argument('--guided', default=None, metavar='MODEL', help='time guided sampling of this saved FARMER')
+    ap.add_argument('--s', type=int, default=20, help='--guided: resampling candidates per stream')
+    ap.add_argument('--path', choices=list(PATHS), help=argparse.SUPPRESS)     # --guided: one path, in a child
     ap.add_argument('--out', default='runs/gmm_bench.json')
     args = ap.parse_args()
+    if args.guided and args.path:
+        return print(json.dumps(guided(args.guided, args.path, args.batch, args.s, args.device)))
+    if args.guided:
+        rows = []
+        for path in PATHS:
+            cmd = [sys.executable, __file__, '--guided', args.guided, '--path', path, '--batch', str(args.batch),
+                   '--s', str(args.s), '--device', args.device]
+            rows.append(dict(what=f'guided sampling, s = {args.s}', path=path,
+                             **json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)))
+            print(json.dumps(rows[-1]), flush=True)
+        res = dict(model=args.guided, batch=args.batch, s=args.s, device=args.device, torch=torch.__version__, rows=rows,
+                   same_images=rows[0]['checksum'] == rows[1]['checksum'])
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        return Path(args.out).write_text(json.dumps(res, indent=1))
     cfg = get_config(args.preset)
     N, K, d = cfg.N, cfg.K_R, cfg.d - cfg.d_I
     dev = args.device

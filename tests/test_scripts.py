@@ -127,3 +127,15 @@ def test_redundant_token_weights():
     fakes = rt.draw(m, c[:6], {'shared': None, 'zero': zero}, batch=3)
     assert fakes['shared'].dtype == torch.uint8 and fakes['shared'].shape == (6, 1, 8, 8)
     assert torch.equal(fakes['shared'], fakes['zero'])
+
+
+def test_gmm_bench_smoke(tmp_path):
+    "The redundant log-density benchmark times both paths alone and in a training step, and they agree."
+    out = tmp_path/'bench.json'
+    cmd = [sys.executable, str(ROOT/'scripts/gmm_bench.py'), '--preset', 'farmer-tiny', '--batch', '3', '--device', 'cpu',
+           '--reps', '1', '--step', '--out', str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    res = json.loads(out.read_text())
+    assert [(r['what'], r['path']) for r in res['rows']] == [('log-density', 'per-vector'), ('log-density', 'matmul'),
+                                                             ('training step (fp32)', 'per-vector'), ('training step (fp32)', 'matmul')]
+    assert all(r['ms'] > 0 for r in res['rows']) and res['max_rel_diff'] < 1e-5
