@@ -1,5 +1,5 @@
 """Emoji64 runs at equal wall-clock: train one model for a fixed time, then score it; or score a saved model
-under guidance and redundant-std scales.
+under guidance and redundant-std scales; or draw what a saved FARMER's informative and redundant channels hold.
 
     python scripts/emoji_compare.py train --preset emoji64-p8 --minutes 8 --out runs/emoji/p8
     python scripts/emoji_compare.py train --preset emoji64-p8 --set d_I=192 K_I=64 basis=pixel coupling=0 \
@@ -7,6 +7,7 @@ under guidance and redundant-std scales.
     python scripts/emoji_compare.py train --preset tarflow-emoji64-p8 --minutes 8 --out runs/emoji/p8_flow
     python scripts/emoji_compare.py guidance --model runs/emoji/p8/model.safetensors --w 0.5 1 2 3 \
         --gamma 0 0.5 1 1.5 --out runs/emoji/p8_guidance
+    python scripts/emoji_compare.py latents --model runs/emoji/p16/model.safetensors --out runs/emoji/p16_latents
 
 `train`: the learning rate and the training noise follow the **elapsed time** (linear warm-up over the first 3 %,
 then cosine to 0; the noise σ cosine-annealed over the run), so runs that share a GPU, or machines of different
@@ -23,7 +24,8 @@ import argparse, json, math, platform, time
 from pathlib import Path
 import numpy as np
 import torch
-from farmer_nb.data import Emoji64, noise_sigma
+from farmer_nb.data import Emoji64, noise_sigma, dequantize, quantize, patchify, unpatchify
+from farmer_nb.gmm import GMM
 from farmer_nb.model import build_model, get_config, save_model, load_model
 from farmer_nb.train import make_optimizer, prepare_batch, optimizer_step
 from farmer_nb.metrics import evaluate_bpd, load_feature_net, sample_quality, stripe_score
@@ -164,6 +166,37 @@ def cmd_guidance(args, dev):
         save_png(class_grid(model, guidance=r, gamma=gamma), out/f'samples_{name}.png', scale=1)
     return res
 
+@torch.no_grad()
+def latent_panels(model, x, c, redraws=3, seed=0):
+    """Rows of uint8 images for test images x (B, C, H, W), labels c: the images, decoded from their own (Z^I, Z^R),
+    Z^I with each token's redundant channels at its component's mean (γ = 0), and Z^I with `redraws` fresh draws of
+    the redundant channels from the shared mixture."""
+    X = patchify(dequantize(x, 'center'), model.cfg.patch)                               # (B, N, d)
+    z_I, z_R, _ = model.latent(X)
+    g = model.prior(z_I, c)[1]                                                           # G_{N+1}: batch (B,)
+    decode = lambda r: quantize(unpatchify(model.flow.inverse(model.unlatent(z_I, r), c), model.cfg.patch,
+                                           model.cfg.image_shape))
+    gen = torch.Generator().manual_seed(seed)
+    draw = lambda m: m.sample(n=model.cfg.N, generator=gen).transpose(0, 1)               # (B, N, d_R)
+    rows = [x, decode(z_R), decode(draw(GMM(g.logits, g.mu, g.log_sigma - math.inf)))]
+    return rows + [decode(draw(g)) for _ in range(redraws)]
+
+def cmd_latents(args, dev):
+    "What Z^I and Z^R hold: latents.png (rows as in `latent_panels`) for the first test image of each class."
+    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    test = Emoji64('test')
+    model = load_model(args.model, dev).float().eval()
+    if model.prior.head_R is None: raise SystemExit('--model: needs a FARMER with a redundant mixture')
+    first = [int((test.labels == k).nonzero()[0]) for k in range(model.cfg.num_classes) if (test.labels == k).any()]
+    x, c = test.images[first].to(dev), test.labels[first].to(dev)
+    rows = latent_panels(model, x, c, args.redraws, args.seed)
+    save_png(torch.cat(rows).cpu(), out/'latents.png', nrow=len(first), scale=1)
+    err = (rows[1].int() - x.int()).abs().max().item()
+    (out/'latents.json').write_text(json.dumps(dict(model=args.model, images=first, redraws=args.redraws,
+                                                    rows=['image', 'decoded', 'Z^I only (gamma 0)'] + ['Z^R redrawn'] * args.redraws,
+                                                    max_decode_error=err), indent=1))
+    print(f"{out/'latents.png'}: {len(rows)} rows × {len(first)} images; decoded within {err} grey levels", flush=True)
+
 def cmd_score(args, dev):
     "Score saved samples (samples*.npz beside a results.json) with the Emoji64 feature network; update the results."
     test, net = Emoji64('test'), load_feature_net('emoji64', dev)
@@ -205,6 +238,12 @@ def main():
     g.add_argument('--batch', type=int, default=750,
                    help='samples drawn at once (each batch seeded by its offset; lower it on a CPU: guidance with '
                         'many candidates needs memory)')
+    l = sub.add_parser('latents', help="draw what a saved FARMER's informative and redundant channels hold")
+    l.add_argument('--model', required=True)
+    l.add_argument('--redraws', type=int, default=3, help='fresh draws of the redundant channels')
+    l.add_argument('--out', required=True)
+    l.add_argument('--seed', type=int, default=0)
+    l.add_argument('--device', default='cpu')
     s = sub.add_parser('score', help='score saved samples (samples*.npz) with the Emoji64 feature network')
     s.add_argument('samples', nargs='+', help='samples*.npz files written by train or guidance')
     s.add_argument('--device', default='cpu')
@@ -215,7 +254,7 @@ def main():
         p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     args = ap.parse_args()
     dev = torch.device(args.device)
-    dict(train=cmd_train, guidance=cmd_guidance, score=cmd_score)[args.cmd](args, dev)
+    dict(train=cmd_train, guidance=cmd_guidance, latents=cmd_latents, score=cmd_score)[args.cmd](args, dev)
 
 if __name__ == '__main__':
     main()

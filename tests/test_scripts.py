@@ -139,3 +139,18 @@ def test_gmm_bench_smoke(tmp_path):
     assert [(r['what'], r['path']) for r in res['rows']] == [('log-density', 'per-vector'), ('log-density', 'matmul'),
                                                              ('training step (fp32)', 'per-vector'), ('training step (fp32)', 'matmul')]
     assert all(r['ms'] > 0 for r in res['rows']) and res['max_rel_diff'] < 1e-5
+
+
+def test_emoji_latent_panels():
+    "The latents picture: the images, their exact decoding, Z^I alone, and redrawn redundant channels that differ."
+    import torch
+    from farmer_nb.model import Farmer, get_config, randomize_model_
+    ec = load_script('emoji_compare')
+    torch.manual_seed(0)
+    m = Farmer(get_config('farmer-tiny', coupling=8)).eval()
+    randomize_model_(m)
+    x, c = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8), torch.arange(4)
+    rows = ec.latent_panels(m, x, c, redraws=2)
+    assert len(rows) == 5 and all(r.shape == x.shape and r.dtype == torch.uint8 for r in rows)
+    assert (rows[1].int() - x.int()).abs().max() <= 1                                     # encode → decode
+    assert not torch.equal(rows[3], rows[4])                                              # two draws of Z^R
