@@ -10,6 +10,8 @@
 #   bash scripts/emoji_runs.sh p16-flip [MINUTES] [OUT] # emoji64-p16 with mirrored training images: FARMER, no split,
 #                                                    # flow, d_I = 256, weight decay 0.3; then guidance and γ on FARMER
 #   MODEL=runs/emoji/p8/p8/model.safetensors bash scripts/emoji_runs.sh guidance-p8 [MINUTES] [OUT]
+#   bash scripts/emoji_runs.sh p16-diag [MINUTES] [OUT]  # one emoji64-p16 FARMER (mirrored, weight decay 0.3) alone,
+#                                                    # then what its channels hold, per-token redundant weights, and γ
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 group=$1; minutes=${2:-8}; out=${3:-runs/emoji/$group}; limit=${LIMIT:-0}; repeats=${REPEATS:-1}   # samples per test image
@@ -48,6 +50,14 @@ case $group in
     train p16_flow     --preset tarflow-emoji64-p16 --hflip
     train p16_dI256    --preset emoji64-p16 --hflip --set d_I=256
     train p16_wd       --preset emoji64-p16 --hflip --weight-decay 0.3 ;;
+  p16-diag)
+    m=$out/p16/model.safetensors
+    timeout "$limit" bash -c "python scripts/emoji_compare.py train --preset emoji64-p16 --hflip --weight-decay 0.3 \
+        --minutes $minutes --repeats $repeats --out $out/p16 \
+      && python scripts/emoji_compare.py latents --model $m --out $out/p16_latents --device cuda \
+      && python scripts/redundant_tokens.py --model $m --out $out/p16_token_weights --samples 1500 \
+      && python scripts/emoji_compare.py guidance --model $m --rules --gamma 0 0.5 1.5 2 --repeats $repeats \
+        --out $out/p16_gamma" > "$out/p16.log" 2>&1 & ;;
   guidance-p8)
     for rule in naive resampling; do
       timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules $rule --w 0.5 1 2 3 --gamma \
@@ -55,7 +65,7 @@ case $group in
     done
     timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules --gamma 0 0.5 1 1.5 2 \
       --repeats "$repeats" --out "$out/gamma" > "$out/gamma.log" 2>&1 & ;;
-  *) echo "group: expected p8, p16 or guidance-p8, got $group" >&2; exit 2 ;;
+  *) echo "group: expected p8, p16, p16-flip, p16-diag or guidance-p8, got $group" >&2; exit 2 ;;
 esac
 wait
 tail -n 3 "$out"/*.log

@@ -36,11 +36,11 @@ VARIANTS = ('shared', 'position', 'content')
 def cache(model, images, labels, batch=50, seed=0):
     """Per image: log π (n, K), per-component log-densities of each token's redundant vector L (n, N, K), z^I
     (n, N, d_I), and the rest of its log-density (n,) (informative term + log-det), under uniform dequantization."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator(device=model.device).manual_seed(seed)
     out = {k: [] for k in ('log_pi', 'L', 'z_I', 'rest')}
     for i in range(0, len(images), batch):
-        y = dequantize(images[i:i + batch], 'uniform', generator=g)
-        X, c = model._inputs(y, labels[i:i + batch], 0.0, True)
+        y = dequantize(images[i:i + batch].to(model.device), 'uniform', generator=g)
+        X, c = model._inputs(y, labels[i:i + batch].to(model.device), 0.0, True)
         z_I, z_R, logdet = model.latent(X)                           # (B, N, d_I), (B, N, d_R), (B,)
         g_I, g_R = model.prior(z_I, c)
         u = (z_R[:, :, None] - g_R.mu[:, None]) * torch.exp(-g_R.log_sigma[:, None])   # (B, N, K, d_R)
@@ -74,7 +74,7 @@ def redundant_log_prob(c, weights=None):
 def fit(c, content, steps=400, lr=0.05):
     "Refit per-token weights on a cache by maximum likelihood (full batch Adam)."
     n, N, K = c['L'].shape
-    w = TokenWeights(N, K, c['z_I'].shape[-1], content)
+    w = TokenWeights(N, K, c['z_I'].shape[-1], content).to(c['L'].device)
     opt = torch.optim.Adam(w.parameters(), lr=lr)
     for _ in range(steps):
         loss = -redundant_log_prob(c, w).mean()
@@ -95,20 +95,20 @@ def draw(model, labels, variants, batch=50, seed=0):
     vectors from the same uniforms and normals."""
     out = {v: [] for v in variants}
     for i in range(0, len(labels), batch):
-        g = torch.Generator().manual_seed(seed + i)
-        c = labels[i:i + batch]
+        g = torch.Generator(device=model.device).manual_seed(seed + i)
+        c = labels[i:i + batch].to(model.device)
         z_I, _ = model.prior.sample(c, generator=g)                                # (B, N, d_I)
         g_R = model.prior(z_I, c)[1]                                                # one shared mixture (B,)
         B, N = z_I.shape[:2]
-        u = torch.rand(B, N, generator=g)                                           # (B, N)
-        eps = torch.randn(B, N, g_R.d, generator=g)                                 # (B, N, d_R)
+        u = torch.rand(B, N, generator=g, device=model.device)                      # (B, N)
+        eps = torch.randn(B, N, g_R.d, generator=g, device=model.device)            # (B, N, d_R)
         log_pi = F.log_softmax(g_R.logits.float(), -1)
         per_token = GMM(g_R.logits[:, None], g_R.mu[:, None], g_R.log_sigma[:, None])             # batch (B, 1)
         for name, w in variants.items():
             log_w = log_pi[:, None].expand(B, N, -1) if w is None else w(log_pi, z_I.float())   # (B, N, K)
             z_R = per_token.draw_at(inverse_cdf(log_w.exp(), u), eps)               # (B, N, d_R)
             y = unpatchify(model.flow.inverse(model.unlatent(z_I, z_R), c), model.cfg.patch, model.cfg.image_shape)
-            out[name].append(quantize(y.nan_to_num(0.0)))
+            out[name].append(quantize(y.nan_to_num(0.0)).cpu())
     return {k: torch.cat(v) for k, v in out.items()}
 
 
@@ -126,7 +126,7 @@ def bits_figure(model, c, weights, path):
         gain = gain / (d * math.log(2))                                             # bits per channel of that token
         tokens = model.prior.N
         order = torch.arange(tokens).flip(0) if model.final_reverse else torch.arange(tokens)   # AR order → raster
-        im = ax.imshow(gain[order].reshape(side, side).numpy(), cmap='viridis')
+        im = ax.imshow(gain[order].reshape(side, side).cpu().numpy(), cmap="viridis")
         ax.set_title(name)
         ax.set_xticks([]); ax.set_yticks([])
         fig.colorbar(im, ax=ax, fraction=0.046)
@@ -142,13 +142,15 @@ def main():
     ap.add_argument('--train', type=int, default=3000, help='training images for the refit')
     ap.add_argument('--samples', type=int, default=750, help='samples per variant (the test labels, repeated)')
     ap.add_argument('--steps', type=int, default=400, help='Adam steps of each refit')
+    ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     ap.add_argument('--out', default='runs/redundant_tokens')
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     from emoji_compare import env, quality, save_png
     torch.manual_seed(0)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-    model = load_model(args.model).float().eval()
+    dev = torch.device(args.device)
+    model = load_model(args.model, dev).float().eval()
     if model.prior.head_R is None: sys.exit('--model: this model has no redundant mixture to refit')
     train, test = Emoji64('train'), Emoji64('test')
     idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:args.train]
@@ -156,7 +158,7 @@ def main():
     c_tr, c_te = cache(model, train.images[idx], train.labels[idx]), cache(model, test.images, test.labels, seed=1)
     print(f'cached {len(idx)} + {len(test)} images in {time.perf_counter() - t0:.0f} s', flush=True)
     weights = {'shared': None, 'position': fit(c_tr, False, args.steps), 'content': fit(c_tr, True, args.steps)}
-    res = dict(env=env(torch.device('cpu')), args=vars(args), rows=[])
+    res = dict(env=env(dev), args=vars(args), rows=[])
     for name, w in weights.items():
         te, tr = bpd(model, c_te, w), bpd(model, c_tr, w)
         res['rows'].append(dict(variant=name, test_bpd=te.mean().item(), test_se=(te.std() / len(te) ** 0.5).item(),
@@ -169,7 +171,7 @@ def main():
     bits_figure(model, c_te, {k: v for k, v in weights.items() if v is not None}, out/'bits.png')
     (out/'results.json').write_text(json.dumps(res, indent=1))
     if args.samples:
-        net = load_feature_net('emoji64')
+        net = load_feature_net('emoji64', dev)
         labels = test.labels.repeat(math.ceil(args.samples / len(test)))[:args.samples]
         t0 = time.perf_counter()
         fakes = draw(model, labels, weights)
