@@ -54,7 +54,7 @@ def log_prob(self: ARPrior, z_I, z_R, c):
     g_I, g_R = self(z_I, c)
     lp = g_I.log_prob(z_I).sum(1)                                      # (B,)
     if not self.d_R: return lp
-    if g_R is not None:                      # i.i.d. given Z^I, one mixture per image: (B, N) → (B,)
+    if g_R is not None:                    # i.i.d. given Z^I, one mixture an image: (B, N) → (B,)
         return lp + g_R.log_prob_many(z_R).sum(1)
     return lp - 0.5 * (z_R.to(lp.dtype).pow(2) + math.log(2 * math.pi)).flatten(1).sum(1)
 

@@ -136,7 +136,7 @@ def __getitem__(self: GMM, idx):
 @patch
 def log_prob_many(self: GMM, z):
     """log p(z) of many vectors under each mixture: z (..., n, d) for batch shape (...); returns
-    (..., n), in fp32 at least. Matrix products in float64, not `log_prob`'s (..., n, K, d) terms."""
+    (..., n), fp32 at least. Matrix products in float64, not `log_prob`'s (..., n, K, d) terms."""
     if z.device.type == 'mps':                                            # no float64 there
         return self.log_prob(z.movedim(-2, 0)).movedim(0, -1)
     out = functools.reduce(torch.promote_types, [t.dtype for t in (z, self.mu, self.log_sigma)],
