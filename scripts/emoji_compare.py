@@ -236,8 +236,7 @@ def main():
     g.add_argument('--T-sigma-v', type=float, default=1.0)
     g.add_argument('--T-s', type=float, default=1.0)
     g.add_argument('--batch', type=int, default=750,
-                   help='samples drawn at once (each batch seeded by its offset; lower it on a CPU: guidance with '
-                        'many candidates needs memory)')
+                   help='samples drawn at once (each batch seeded by its offset; lower it if memory runs short)')
     l = sub.add_parser('latents', help="draw what a saved FARMER's informative and redundant channels hold")
     l.add_argument('--model', required=True)
     l.add_argument('--redraws', type=int, default=3, help='fresh draws of the redundant channels')

@@ -10,10 +10,11 @@ preset's sizes), forward and backward, in ms, with the peak memory on CUDA and t
 two paths. `--step`: the training step of the whole model on random images with each path (`log_prob_many`
 swapped for the per-vector formula), in ms. `--guided MODEL`: instead, resampling guidance (w = 3, `--s` candidates
 per stream) drawing `--batch` samples of a saved FARMER with each path, each in a process of its own: seconds,
-peak memory (CUDA: allocated; CPU: the process's resident set) and whether both drew the same images. Each measurement is the median of `--reps` after a warm-up. A path
-that runs out of memory is reported as such. Writes --out (JSON).
+peak memory (CUDA: allocated; CPU: the process's resident set) and whether both drew the same images. Each
+measurement is the median of `--reps` after a warm-up. A path that runs out of memory is reported as such. Writes
+--out (JSON).
 """
-import argparse, json, platform, resource, subprocess, sys, time
+import argparse, contextlib, json, platform, resource, subprocess, sys, time
 from pathlib import Path
 import torch
 from farmer_nb.gmm import GMM
@@ -21,8 +22,17 @@ from farmer_nb.metrics import median_time
 from farmer_nb.model import build_model, get_config
 from farmer_nb.train import make_optimizer, prepare_batch, optimizer_step
 
+LIBRARY = GMM.log_prob_many
 PATHS = {'per-vector': lambda g, z: g.log_prob(z.movedim(-2, 0)).movedim(0, -1),     # (B, N, K, d_R) terms
-         'matmul': lambda g, z: g.log_prob_many(z)}                                   # the library's path
+         'matmul': LIBRARY}                                                           # the library's path
+
+
+@contextlib.contextmanager
+def redundant_path(path):
+    "Within the block, the library's `GMM.log_prob_many` computes by `path`."
+    GMM.log_prob_many = PATHS[path]
+    try: yield
+    finally: GMM.log_prob_many = LIBRARY
 
 
 def mixture(B, N, K, d, device, seed=0):
@@ -55,26 +65,23 @@ def time_step(cfg, path, B, device, precision, reps):
     x = torch.randint(0, 256, (B, *cfg.image_shape), dtype=torch.uint8, device=device, generator=g)
     c = torch.randint(0, cfg.num_classes, (B,), device=device, generator=g) if cfg.num_classes else None
     amp = {'fp32': None, 'bf16': torch.bfloat16}[precision]
-    library = GMM.log_prob_many
-    if path == 'per-vector': GMM.log_prob_many = lambda self, z: PATHS['per-vector'](self, z)
-    try:
+    with redundant_path(path):
         return 1e3 * median_time(lambda: optimizer_step(model, opt, *prepare_batch(model, x, c, None, 0.0, g), 1.0, amp),
                                  device, reps=reps, warmup=1)
-    finally:
-        GMM.log_prob_many = library
 
 
 def guided(model_path, path, B, s, device):
     "Seconds, peak GiB and a checksum of B samples under resampling guidance with the redundant term by `path`."
     from farmer_nb.guidance import Resampling
     from farmer_nb.model import load_model
-    if path == 'per-vector': GMM.log_prob_many = lambda self, z: PATHS['per-vector'](self, z)
     model = load_model(model_path, device).float().eval()
     labels = torch.arange(B, device=device) % max(model.cfg.num_classes, 1)
     cuda = torch.device(device).type == 'cuda'
     if cuda: torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
-    x = model.sample(labels, generator=torch.Generator(device=device).manual_seed(0), guidance=Resampling(3.0, s, s))
+    with redundant_path(path):
+        x = model.sample(labels, generator=torch.Generator(device=device).manual_seed(0),
+                         guidance=Resampling(3.0, s, s))
     if cuda: torch.cuda.synchronize()
     seconds = time.perf_counter() - t
     peak = torch.cuda.max_memory_allocated() if cuda else 1024 * resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -29,9 +29,6 @@ from farmer_nb.gmm import GMM, inverse_cdf
 from farmer_nb.metrics import load_feature_net
 from farmer_nb.model import load_model
 
-VARIANTS = ('shared', 'position', 'content')
-
-
 @torch.no_grad()
 def cache(model, images, labels, batch=50, seed=0):
     """Per image: log π (n, K), per-component log-densities of each token's redundant vector L (n, N, K), z^I
@@ -117,15 +114,13 @@ def bits_figure(model, c, weights, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    side = model.cfg.image_shape[1] // model.cfg.patch
+    side, N, d = model.cfg.image_shape[1] // model.cfg.patch, model.cfg.N, model.cfg.d
+    order = torch.arange(N).flip(0) if model.final_reverse else torch.arange(N)     # AR order → raster
     base = torch.logsumexp(c['log_pi'][:, None] + c['L'], -1)                       # (n, N)
     fig, axes = plt.subplots(1, len(weights), figsize=(3.2 * len(weights), 3))
     for ax, (name, w) in zip(np.atleast_1d(axes), weights.items()):
         gain = (torch.logsumexp(w(c['log_pi'], c['z_I']) + c['L'], -1) - base).mean(0)   # nats per token (N,)
-        d = model.cfg.d
         gain = gain / (d * math.log(2))                                             # bits per channel of that token
-        tokens = model.prior.N
-        order = torch.arange(tokens).flip(0) if model.final_reverse else torch.arange(tokens)   # AR order → raster
         im = ax.imshow(gain[order].reshape(side, side).cpu().numpy(), cmap="viridis")
         ax.set_title(name)
         ax.set_xticks([]); ax.set_yticks([])

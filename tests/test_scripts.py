@@ -139,6 +139,11 @@ def test_gmm_bench_smoke(tmp_path):
     assert [(r['what'], r['path']) for r in res['rows']] == [('log-density', 'per-vector'), ('log-density', 'matmul'),
                                                              ('training step (fp32)', 'per-vector'), ('training step (fp32)', 'matmul')]
     assert all(r['ms'] > 0 for r in res['rows']) and res['max_rel_diff'] < 1e-5
+    cmd = [sys.executable, str(ROOT/'scripts/gmm_bench.py'), '--guided', str(ROOT/'farmer_nb/assets/emoji64_p8.safetensors'),
+           '--batch', '2', '--s', '2', '--device', 'cpu', '--out', str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    res = json.loads(out.read_text())
+    assert [r['path'] for r in res['rows']] == ['per-vector', 'matmul'] and res['same_images']
 
 
 def test_emoji_latent_panels():
