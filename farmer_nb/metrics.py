@@ -303,8 +303,8 @@ def train_flops(model, batch_size):
         T = cfg.M + cfg.N                                        # class prefix + informative tokens
         fwd += lin(prior.transformer, T) + att(prior.transformer, T)
         fwd += lin(prior.embed, cfg.N) + lin(prior.head_I, cfg.N)
-        if prior.head_R is not None:                             # G_{N+1}: one position
-            fwd += lin(prior.head_R, 1)
+        if prior.head_R is not None:                 # G_{N+1}: one position; per token: N
+            fwd += lin(prior.head_R, cfg.N if prior.per_token else 1)
     if getattr(model, 'coupling', None) is not None:
-        fwd += lin(model.coupling, cfg.N)
+        fwd += lin(model.coupling, cfg.N) + att(model.coupling, cfg.N)
     return 3 * batch_size * fwd

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from .data import check_images, check_labels, dequantize, quantize, nll_to_bpd, patchify, unpatchify
 from .flow import AutoregressiveFlow, permute_tokens
-from .ar import ARPrior
+from .ar import ARPrior, REDUNDANT
 from .split import ChannelSplit, ChannelMixing, TokenBasis, ChannelCoupling
 from .gmm import NoiseBank, randn
 from .utils import patch
@@ -109,10 +109,11 @@ class FarmerConfig(_Sizes):
     K_I: int = 16                      # components of each informative mixture
     K_R: int = 32                      # components of the shared redundant mixture
     split: str = 'contiguous'          # 'contiguous' or 'strided' informative channels
-    redundant: str = 'gmm'             # 'gmm' (FARMER) or 'normal' (JetFormer)
+    redundant: str = 'gmm'             # 'gmm' (FARMER), 'gmm-token' (ours) or 'normal' (JetFormer)
     mixing: bool = False               # learned invertible channel mixing before the split (ours)
     basis: str = 'pixel'               # channels the split sees: 'pixel' or 'dct' (05_split)
     coupling: int = 0                  # hidden width of Z^R's coupling on its token's Z^I; 0: none
+    coupling_depth: int = 0            # layers that let the coupling read every token's Z^I
     final_permute: bool = True         # AR reads tokens opposite to the last AF block
 
     def __post_init__(self):
@@ -129,12 +130,18 @@ class FarmerConfig(_Sizes):
                              f"{self.head_dim}")
         if self.split not in ('contiguous', 'strided'):
             raise ValueError(f"{n}.split: expected 'contiguous' or 'strided', got {self.split!r}")
-        if self.redundant not in ('gmm', 'normal'):
-            raise ValueError(f"{n}.redundant: expected 'gmm' or 'normal', got {self.redundant!r}")
+        if self.redundant not in REDUNDANT:
+            raise ValueError(f"{n}.redundant: expected one of {REDUNDANT}, got {self.redundant!r}")
         if self.basis not in ('pixel', 'dct'):
             raise ValueError(f"{n}.basis: expected 'pixel' or 'dct', got {self.basis!r}")
         if self.coupling < 0:
             raise ValueError(f"{n}.coupling: expected a width >= 0 (0: none), got {self.coupling}")
+        if self.coupling_depth < 0 or (self.coupling_depth and not self.coupling):
+            raise ValueError(f"{n}.coupling_depth: expected 0, or >= 1 with a coupling width, got "
+                             f"{self.coupling_depth} with coupling={self.coupling}")
+        if self.coupling_depth and self.coupling % self.head_dim:
+            raise ValueError(f"{n}: coupling {self.coupling} is not a multiple of head_dim "
+                             f"{self.head_dim}")
 
 # %% ../nbs/06_model.ipynb #51d36238
 PRESETS = {
@@ -291,7 +298,8 @@ class Farmer(DensityModel):
         d_R = cfg.d - cfg.d_I
         self.coupling = None
         if cfg.coupling and d_R:
-            self.coupling = ChannelCoupling(cfg.N, cfg.d_I, d_R, cfg.coupling, cfg.clip)
+            self.coupling = ChannelCoupling(cfg.N, cfg.d_I, d_R, cfg.coupling, cfg.clip,
+                                            cfg.coupling_depth, cfg.head_dim)
         # the AR reads opposite to block n, or with it
         self.final_reverse = (cfg.n_blocks % 2 == 1) == cfg.final_permute
 

@@ -10,6 +10,7 @@ import math
 import torch
 import torch.nn as nn
 from .flow import upcast, soft_clip
+from .transformer import Transformer
 
 # %% ../nbs/05_split.ipynb #077e1c60
 def split_indices(d, d_I, mode='contiguous'):
@@ -90,27 +91,30 @@ def dct_basis(p, C):
 
 # %% ../nbs/05_split.ipynb #18cafca8
 class TokenBasis(nn.Module):
-    "A fixed orthogonal change of basis of every token, z → z Q (here `dct_basis`); log|det| = 0."
+    """A fixed orthogonal change of basis of every token, z → z Q (here `dct_basis`); log|det Q| ≈ 0
+    up to Q's float32 rounding, which is kept."""
     def __init__(self, p, C):
         super().__init__()
         Q = dct_basis(p, C)                                 # (d, d), rebuilt from the config
         self.register_buffer('Q', Q, persistent=False)
+        self.logdet_Q = torch.linalg.slogdet(Q.double())[1].item()     # ~1e-6: float32 rounding
     def forward(self, z):
-        "z (B, N, d) → (z Q (B, N, d) in at least fp32, log|det| = 0 (B,))."
+        "z (B, N, d) → (z Q (B, N, d) in at least fp32, N·log|det Q| (B,))."
         zq = upcast(z) @ self.Q
-        return zq, zq.new_zeros(z.shape[0])
+        return zq, zq.new_full((z.shape[0],), z.shape[1] * self.logdet_Q)
     def inverse(self, z):
         "z Qᵀ: Q is orthogonal."
         return upcast(z) @ self.Q.T
 
 # %% ../nbs/05_split.ipynb #91342cc4
 class ChannelCoupling(nn.Module):
-    """Affine coupling in each token: z^R ← (z^R − μ) ⊙ e^{−a}, (a, μ) = MLP(z^I, position); the
-    identity at init."""
-    def __init__(self, N, d_I, d_R, hidden=256, clip=4.0):
+    """Affine coupling in each token: z^R ← (z^R − μ) ⊙ e^{−a}, (a, μ) = MLP(z^I, position) (with
+    `depth` > 0: of every token's z^I); the identity at init."""
+    def __init__(self, N, d_I, d_R, hidden=256, clip=4.0, depth=0, head_dim=64):
         super().__init__()
         self.inp = nn.Linear(d_I, hidden)
         self.pos_emb = nn.Parameter(0.02 * torch.randn(1, N, hidden))        # (1, N, hidden)
+        self.context = Transformer(hidden, depth, head_dim, causal=False) if depth else None
         self.mlp = nn.Sequential(nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
                                  nn.Linear(hidden, 2 * d_R))
         nn.init.zeros_(self.mlp[-1].weight)
@@ -119,7 +123,9 @@ class ChannelCoupling(nn.Module):
 
     def params(self, z_I):
         "Log-scale a and shift μ, each (B, N, d_R) in fp32, from z_I (B, N, d_I)."
-        a, mu = upcast(self.mlp(self.inp(z_I) + self.pos_emb)).chunk(2, dim=-1)
+        h = self.inp(z_I) + self.pos_emb                                      # (B, N, hidden)
+        if self.context is not None: h = self.context(h)            # every token sees all of Z^I
+        a, mu = upcast(self.mlp(h)).chunk(2, dim=-1)
         return soft_clip(a, self.clip), mu
 
     def forward(self, z_I, z_R):

@@ -117,7 +117,7 @@ def test_float64_prior_keeps_float64_log_sigma():
     assert g_I.log_sigma.dtype == torch.float64 and g_R.log_sigma.dtype == torch.float64
 
 
-@pytest.mark.parametrize('redundant', ['gmm', 'normal'])
+@pytest.mark.parametrize('redundant', ['gmm', 'gmm-token', 'normal'])
 def test_no_redundant_channels(redundant):
     "d_R = 0 works: no redundant head, log_prob is the informative part, samples have an empty Z^R."
     p = make_prior(d_R=0, redundant=redundant)
@@ -144,9 +144,76 @@ def test_invalid_redundant_raises():
         ARPrior(N, D_I, D_R, width=32, depth=1, head_dim=16, M=2, redundant='jet')
 
 
+# --- one redundant mixture per token ------------------------------------------------------------
+
+@pytest.mark.parametrize('j', range(N))
+def test_per_token_redundant_mixtures_are_causal(j):
+    "redundant='gmm-token': perturbing z_I[:, j] leaves G^R_1..G^R_j bit-identical and moves G^R_{j+1}..G^R_N."
+    p = make_prior(redundant='gmm-token')
+    z_I, _, c = inputs()
+    z2 = z_I.clone(); z2[:, j] += 1.0
+    with torch.no_grad(): (_, r1), (_, r2) = p(z_I, c), p(z2, c)
+    for a, b in zip(params(r1), params(r2)):
+        assert a.shape[:2] == (3, N)
+        assert torch.equal(a[:, :j], b[:, :j])
+        assert (a[:, j:] != b[:, j:]).flatten(2).any(-1).all()
+
+
+def test_per_token_log_prob_is_sum_of_token_terms():
+    "redundant='gmm-token': log_prob = Σ_i log G_i(z_I_i) + Σ_i log G^R_i(z_R_i), an explicit loop in float64."
+    p = make_prior(redundant='gmm-token')
+    z_I, z_R, c = inputs()
+    with torch.no_grad():
+        g_I, g_R = p(z_I, c)
+        lp = p.log_prob(z_I, z_R, c)
+    for b in range(z_I.shape[0]):
+        manual = sum(component(g_I, b, i).log_prob(z_I[b, i]) + component(g_R, b, i).log_prob(z_R[b, i]) for i in range(N))
+        assert lp[b].item() == pytest.approx(manual.item(), abs=1e-10)
+
+
+def test_per_token_last_mixture_is_the_shared_one():
+    "G^R_N reads the position of z_N, as G_{N+1} does: with the same weights the two kinds agree there."
+    shared, token = make_prior(), make_prior(redundant='gmm-token')
+    token.load_state_dict(shared.state_dict())
+    z_I, _, c = inputs()
+    with torch.no_grad(): (_, g), (_, gt) = shared(z_I, c), token(z_I, c)
+    for a, b in zip(params(g), params(gt)): torch.testing.assert_close(b[:, -1], a, rtol=0, atol=1e-12)
+
+
+def test_per_token_samples_follow_their_mixtures():
+    "With T_sigma = 0, each sampled z_R[:, i] is a component mean of G^R_i evaluated on the sampled Z^I."
+    p = make_prior(redundant='gmm-token')
+    c = torch.tensor([0, 2, C])
+    z_I, z_R = p.sample(c, T_sigma=0.0, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(): _, g_R = p(z_I, c)
+    assert (z_R[:, :, None] - g_R.mu).abs().amax(-1).amin(-1).max() < 1e-10
+
+
+@pytest.mark.parametrize('kw', [{}, dict(T_pi=0.7, T_sigma=1.2, gamma=0.5)], ids=['default', 'tempered'])
+def test_per_token_decode_from_noise_equals_sample(kw):
+    "sample_from_noise on draw_noise's numbers equals sample with the same NoiseBank, for per-token mixtures."
+    from farmer_nb.gmm import NoiseBank
+    p = make_prior(redundant='gmm-token', dtype=torch.float32)
+    c, seeds = torch.tensor([0, 2, 3]), [3, 1, 4]
+    plain = p.sample(c, generator=NoiseBank(seeds), **kw)
+    fast = p.sample_from_noise(c, p.draw_noise(3, NoiseBank(seeds)), **kw)
+    assert all(torch.equal(a, b) for a, b in zip(plain, fast))
+
+
+@pytest.mark.parametrize('rule', ['resampling', 'naive'])
+def test_per_token_guided_sampling(rule):
+    "Guidance rules draw per-token redundant vectors of the right shape, finite."
+    from farmer_nb.guidance import NaiveGuidance, Resampling
+    p = make_prior(redundant='gmm-token', dtype=torch.float32)
+    r = Resampling(2.0, s_c=3, s_u=3) if rule == 'resampling' else NaiveGuidance(2.0)
+    z_I, z_R = p.sample(torch.tensor([0, 1, 3]), rule=r, generator=torch.Generator().manual_seed(0))
+    assert z_I.shape == (3, N, D_I) and z_R.shape == (3, N, D_R)
+    assert torch.isfinite(z_I).all() and torch.isfinite(z_R).all()
+
+
 # --- sampling -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize('redundant', ['gmm', 'normal'])
+@pytest.mark.parametrize('redundant', ['gmm', 'gmm-token', 'normal'])
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 def test_sample_shapes_and_dtypes(redundant, dtype):
     "sample(c) returns Z^I (B, N, d_I) and Z^R (B, N, d_R), finite, in the prior's dtype."
@@ -158,7 +225,7 @@ def test_sample_shapes_and_dtypes(redundant, dtype):
     assert torch.isfinite(z_I).all() and torch.isfinite(z_R).all()
 
 
-@pytest.mark.parametrize('redundant', ['gmm', 'normal'])
+@pytest.mark.parametrize('redundant', ['gmm', 'gmm-token', 'normal'])
 @pytest.mark.parametrize('kw', [{}, dict(T_pi=2.0, T_sigma=0.5, gamma=1.5)], ids=['default', 'tempered'])
 def test_cached_sampling_equals_uncached(redundant, kw):
     "KV-cached sampling draws the same latents as recomputing the whole prefix each step (same generator seed)."

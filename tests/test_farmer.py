@@ -56,6 +56,30 @@ def test_nll_is_exact_change_of_variables(final_permute, split, redundant):
     torch.testing.assert_close(m.nll(y, LABELS).detach(), brute.detach(), rtol=0, atol=1e-12)
 
 
+
+@pytest.mark.parametrize('redundant', ['gmm', 'gmm-token'])
+def test_nll_is_exact_with_a_context_coupling(redundant):
+    "DCT basis + a coupling that reads every token's Z^I (coupling_depth) + either redundant prior: nll is exact, float64."
+    m = make_farmer(image_shape=(3, 4, 4), d_I=5, basis='dct', coupling=16, coupling_depth=1, redundant=redundant)
+    with torch.no_grad(): m.coupling.mlp[-1].weight.normal_(0, 0.2, generator=torch.Generator().manual_seed(3))
+    assert m.coupling.context is not None                                     # a random coupling, not the identity
+    y = images(shape=(3, 4, 4))
+    X = patchify(y, m.cfg.patch)
+    z_I, z_R, _ = m.latent(X)
+    logabsdet = torch.stack([latent_logabsdet(m, X[b:b + 1]) for b in range(len(y))])
+    brute = -(m.prior.log_prob(z_I, z_R, LABELS) + logabsdet) / m.cfg.D
+    torch.testing.assert_close(m.nll(y, LABELS).detach(), brute.detach(), rtol=0, atol=1e-12)
+    with torch.no_grad():                                  # Q is orthogonal to float32 rounding: Qᵀ inverts it to ~1e-6
+        torch.testing.assert_close(m.unlatent(z_I, z_R), m.flow(X)[0], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('kw, match', [(dict(coupling_depth=1), 'coupling_depth'), (dict(coupling_depth=-1, coupling=16), 'coupling_depth'),
+                                       (dict(coupling_depth=1, coupling=24), 'head_dim'), (dict(redundant='jet'), 'redundant')])
+def test_bad_coupling_depth_or_redundant_is_refused(kw, match):
+    "A context coupling without a width, a negative depth, a width not a multiple of head_dim, an unknown prior: ValueError."
+    with pytest.raises(ValueError, match=match): get_config('farmer-tiny', **kw)
+
+
 @pytest.mark.parametrize('n_blocks', [1, 2, 3, 4, 8])
 def test_final_permute_matters_for_every_number_of_blocks(n_blocks):
     "final_permute=True: the AR reads opposite to the last AF block; False: in its direction; the same weights give other NLLs."
