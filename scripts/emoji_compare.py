@@ -170,14 +170,15 @@ def cmd_guidance(args, dev):
 def latent_panels(model, x, c, redraws=3, seed=0):
     """Rows of uint8 images for test images x (B, C, H, W), labels c: the images, decoded from their own (Z^I, Z^R),
     Z^I with each token's redundant channels at its component's mean (γ = 0), and Z^I with `redraws` fresh draws of
-    the redundant channels from the shared mixture."""
+    the redundant channels from the redundant mixture (shared, or one per token)."""
     X = patchify(dequantize(x, 'center'), model.cfg.patch)                               # (B, N, d)
     z_I, z_R, _ = model.latent(X)
-    g = model.prior(z_I, c)[1]                                                           # G_{N+1}: batch (B,)
+    g = model.prior(z_I, c)[1]                                  # G_{N+1}: batch (B,); per token: (B, N)
     decode = lambda r: quantize(unpatchify(model.flow.inverse(model.unlatent(z_I, r), c), model.cfg.patch,
                                            model.cfg.image_shape))
     gen = torch.Generator().manual_seed(seed)
-    draw = lambda m: m.sample(n=model.cfg.N, generator=gen).transpose(0, 1)               # (B, N, d_R)
+    if model.prior.per_token: draw = lambda m: m.sample(generator=gen)                    # (B, N, d_R)
+    else: draw = lambda m: m.sample(n=model.cfg.N, generator=gen).transpose(0, 1)        # (B, N, d_R)
     rows = [x, decode(z_R), decode(draw(GMM(g.logits, g.mu, g.log_sigma - math.inf)))]
     return rows + [decode(draw(g)) for _ in range(redraws)]
 

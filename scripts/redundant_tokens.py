@@ -147,6 +147,7 @@ def main():
     dev = torch.device(args.device)
     model = load_model(args.model, dev).float().eval()
     if model.prior.head_R is None: sys.exit('--model: this model has no redundant mixture to refit')
+    if model.prior.per_token: sys.exit("--model: its redundant mixtures are per token already (redundant='gmm-token')")
     train, test = Emoji64('train'), Emoji64('test')
     idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:args.train]
     t0 = time.perf_counter()

@@ -146,13 +146,14 @@ def test_gmm_bench_smoke(tmp_path):
     assert [r['path'] for r in res['rows']] == ['per-vector', 'matmul'] and res['same_images']
 
 
-def test_emoji_latent_panels():
+@pytest.mark.parametrize('redundant', ['gmm', 'gmm-token'])
+def test_emoji_latent_panels(redundant):
     "The latents picture: the images, their exact decoding, Z^I alone, and redrawn redundant channels that differ."
     import torch
     from farmer_nb.model import Farmer, get_config, randomize_model_
     ec = load_script('emoji_compare')
     torch.manual_seed(0)
-    m = Farmer(get_config('farmer-tiny', coupling=8)).eval()
+    m = Farmer(get_config('farmer-tiny', coupling=8, redundant=redundant)).eval()
     randomize_model_(m)
     x, c = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8), torch.arange(4)
     rows = ec.latent_panels(m, x, c, redraws=2)
