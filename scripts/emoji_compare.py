@@ -50,9 +50,10 @@ def hflip(x, generator):
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 def train_for(model, x, labels, minutes, batch_size=128, lr=1e-3, noise='gaussian', seed=0, amp=True, log_every=200,
-              flip=False, weight_decay=0.03):
-    """Train for `minutes` of wall-clock with a time-based schedule (`flip`: mirror half the images of each batch);
-    returns a dict with steps, skipped steps and the log."""
+              flip=False, weight_decay=0.03, steps=None):
+    """Train for `minutes` of wall-clock with a time-based schedule, or for `steps` steps with a step-based one
+    (`flip`: mirror half the images of each batch); returns a dict with steps, skipped steps and the log."""
+    if steps is not None and steps < 1: raise SystemExit(f'--steps: expected >= 1, got {steps}')
     dev = model.device
     opt = make_optimizer(model, lr, weight_decay)
     g = torch.Generator(device=dev).manual_seed(seed)
@@ -61,7 +62,8 @@ def train_for(model, x, labels, minutes, batch_size=128, lr=1e-3, noise='gaussia
     amp_dtype = torch.bfloat16 if amp and dev.type == 'cuda' else None
     model.train()
     t0 = time.perf_counter()
-    while (tau := (time.perf_counter() - t0) / budget) < 1:
+    progress = (lambda: step / steps) if steps else (lambda: (time.perf_counter() - t0) / budget)
+    while (tau := progress()) < 1:
         for group in opt.param_groups:                                   # warm-up, then cosine, on elapsed time
             group['lr'] = lr * min(1.0, tau / 0.03) * 0.5 * (1 + math.cos(math.pi * tau))
         sigma = {'gaussian': noise_sigma(tau), 'uniform+gaussian': noise_sigma(tau, 0.1, 0.0), 'uniform': None}[noise]
@@ -127,7 +129,7 @@ def cmd_train(args, dev):
     print(f"{args.preset} {args.set}: {res['params'] / 1e6:.2f} M parameters", flush=True)
     res['train'] = train_for(model, train.images.to(dev), train.labels.to(dev), args.minutes, args.batch_size,
                              args.lr, args.noise, args.seed, flip=args.hflip,
-                             weight_decay=args.weight_decay)
+                             weight_decay=args.weight_decay, steps=args.steps)
     save_model(model, out/'model.safetensors', dtype=torch.float16)       # first: a failed score never costs the weights
     write = lambda: (out/'results.json').write_text(json.dumps(res, indent=1, default=str))
     write()
@@ -221,6 +223,9 @@ def main():
     t.add_argument('--preset', default='emoji64-p8')
     t.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='config overrides')
     t.add_argument('--minutes', type=float, default=8.0, help='wall-clock training time')
+    t.add_argument('--steps', type=int, default=None,
+                   help='train this many steps instead, the schedule on steps (equal steps, for a shared or slow '
+                        'machine where wall-clock favours the cheaper step)')
     t.add_argument('--batch-size', type=int, default=128)
     t.add_argument('--lr', type=float, default=1e-3, help='peak learning rate')
     t.add_argument('--noise', default='gaussian', choices=['gaussian', 'uniform+gaussian', 'uniform'])

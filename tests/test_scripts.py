@@ -160,3 +160,17 @@ def test_emoji_latent_panels(redundant):
     assert len(rows) == 5 and all(r.shape == x.shape and r.dtype == torch.uint8 for r in rows)
     assert (rows[1].int() - x.int()).abs().max() <= 1                                     # encode → decode
     assert not torch.equal(rows[3], rows[4])                                              # two draws of Z^R
+
+
+def test_emoji_train_for_a_number_of_steps():
+    "train_for(steps=n) takes exactly n optimizer steps, whatever the clock says, and refuses n < 1."
+    import torch
+    from farmer_nb.model import Farmer, get_config
+    ec = load_script('emoji_compare')
+    torch.manual_seed(0)
+    m = Farmer(get_config('farmer-tiny'))
+    x, c = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8), torch.randint(0, 4, (16,))
+    res = ec.train_for(m, x, c, minutes=1e-9, batch_size=4, steps=3, log_every=1)
+    assert res['steps'] == 3 and [r['step'] for r in res['log']] == [1, 2, 3]
+    assert [r['tau'] for r in res['log']] == [0.0, round(1 / 3, 4), round(2 / 3, 4)]
+    with pytest.raises(SystemExit, match='--steps'): ec.train_for(m, x, c, minutes=1, steps=0)
