@@ -12,6 +12,9 @@
 #   MODEL=runs/emoji/p8/p8/model.safetensors bash scripts/emoji_runs.sh guidance-p8 [MINUTES] [OUT]
 #   bash scripts/emoji_runs.sh p16-diag [MINUTES] [OUT]  # one emoji64-p16 FARMER (mirrored, weight decay 0.3) alone,
 #                                                    # then what its channels hold, per-token redundant weights, and γ
+#   bash scripts/emoji_runs.sh p16-redundant [MINUTES] [OUT]  # emoji64-p16 (mirrored, weight decay 0.3): FARMER, its
+#                                                    # coupling reading every token (coupling_depth=2), one redundant
+#                                                    # mixture per token (gmm-token), both, and no split
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 group=$1; minutes=${2:-8}; out=${3:-runs/emoji/$group}; limit=${LIMIT:-0}; repeats=${REPEATS:-1}   # samples per test image
@@ -58,6 +61,13 @@ case $group in
       && python scripts/redundant_tokens.py --model $m --out $out/p16_token_weights --samples 1500 \
       && python scripts/emoji_compare.py guidance --model $m --rules --gamma 0 0.5 1.5 2 --repeats $repeats \
         --out $out/p16_gamma" > "$out/p16.log" 2>&1 & ;;
+  p16-redundant)
+    common="--preset emoji64-p16 --hflip --weight-decay 0.3"
+    train p16          $common
+    train p16_context  $common --set coupling_depth=2
+    train p16_token    $common --set redundant=gmm-token
+    train p16_both     $common --set coupling_depth=2 redundant=gmm-token
+    train p16_nosplit  $common --set d_I=768 K_I=64 basis=pixel coupling=0 ;;
   guidance-p8)
     for rule in naive resampling; do
       timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules $rule --w 0.5 1 2 3 --gamma \
@@ -65,7 +75,7 @@ case $group in
     done
     timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules --gamma 0 0.5 1 1.5 2 \
       --repeats "$repeats" --out "$out/gamma" > "$out/gamma.log" 2>&1 & ;;
-  *) echo "group: expected p8, p16, p16-flip, p16-diag or guidance-p8, got $group" >&2; exit 2 ;;
+  *) echo "group: expected p8, p16, p16-flip, p16-diag, p16-redundant or guidance-p8, got $group" >&2; exit 2 ;;
 esac
 wait
 tail -n 3 "$out"/*.log
