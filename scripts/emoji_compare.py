@@ -8,6 +8,8 @@ under guidance and redundant-std scales; or draw what a saved FARMER's informati
     python scripts/emoji_compare.py guidance --model runs/emoji/p8/model.safetensors --w 0.5 1 2 3 \
         --gamma 0 0.5 1 1.5 --out runs/emoji/p8_guidance
     python scripts/emoji_compare.py latents --model runs/emoji/p16/model.safetensors --out runs/emoji/p16_latents
+    python scripts/emoji_compare.py paired --models runs/emoji/p16/model.safetensors runs/emoji/p16_context/model.safetensors \
+        --out runs/emoji/p16_paired.json
 
 `train`: the learning rate and the training noise follow the **elapsed time** (linear warm-up over the first 3 %,
 then cosine to 0; the noise σ cosine-annealed over the run), so runs that share a GPU, or machines of different
@@ -19,6 +21,12 @@ and the stripe score. Writes results.json, model.safetensors (float16) and sampl
 
 `guidance`: the same scores for a saved FARMER under no, naive and resampling guidance at each w, and without
 guidance at each redundant-std scale γ.
+
+`paired`: test bits/dim of saved models on the same images and the same dequantization noise, and each model's
+difference from the first with its standard error over images (much smaller than either model's own).
+
+`train --steps N` replaces the time-based schedule by a step-based one, for comparisons at equal steps where the
+clock would favour the cheaper step (a shared or slow machine).
 """
 import argparse, json, math, platform, time
 from pathlib import Path
@@ -200,6 +208,22 @@ def cmd_latents(args, dev):
                                                     max_decode_error=err), indent=1))
     print(f"{out/'latents.png'}: {len(rows)} rows × {len(first)} images; decoded within {err} grey levels", flush=True)
 
+def cmd_paired(args, dev):
+    "Test bits/dim of saved models on the same images and noise; differences from the first, with their standard errors."
+    test = Emoji64('test')
+    per = [evaluate_bpd(load_model(m, dev).float().eval(), test.images, test.labels, seed=1,
+                        progress=False)['per_image'].double() for m in args.models]
+    first = per[0]
+    rows = []
+    for m, v in zip(args.models, per):
+        d = v - first                                                          # (n,): paired over test images
+        rows.append(dict(model=m, bpd=v.mean().item(), se=(v.std() / len(v) ** 0.5).item(),
+                         diff=d.mean().item(), diff_se=(d.std() / len(d) ** 0.5).item()))
+        print(f"{m}: {rows[-1]['bpd']:.4f} ± {rows[-1]['se']:.4f} bits/dim; "
+              f"{rows[-1]['diff']:+.4f} ± {rows[-1]['diff_se']:.4f} against the first", flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(dict(n=len(first), rows=rows), indent=1))
+
 def cmd_score(args, dev):
     "Score saved samples (samples*.npz beside a results.json) with the Emoji64 feature network; update the results."
     test, net = Emoji64('test'), load_feature_net('emoji64', dev)
@@ -249,6 +273,10 @@ def main():
     l.add_argument('--out', required=True)
     l.add_argument('--seed', type=int, default=0)
     l.add_argument('--device', default='cpu')
+    pr = sub.add_parser('paired', help='test bits/dim of saved models on the same images and noise, paired')
+    pr.add_argument('--models', nargs='+', required=True)
+    pr.add_argument('--out', required=True, help='a JSON file')
+    pr.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     s = sub.add_parser('score', help='score saved samples (samples*.npz) with the Emoji64 feature network')
     s.add_argument('samples', nargs='+', help='samples*.npz files written by train or guidance')
     s.add_argument('--device', default='cpu')
@@ -259,7 +287,7 @@ def main():
         p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     args = ap.parse_args()
     dev = torch.device(args.device)
-    dict(train=cmd_train, guidance=cmd_guidance, latents=cmd_latents, score=cmd_score)[args.cmd](args, dev)
+    dict(train=cmd_train, guidance=cmd_guidance, latents=cmd_latents, paired=cmd_paired, score=cmd_score)[args.cmd](args, dev)
 
 if __name__ == '__main__':
     main()

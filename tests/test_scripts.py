@@ -174,3 +174,25 @@ def test_emoji_train_for_a_number_of_steps():
     assert res['steps'] == 3 and [r['step'] for r in res['log']] == [1, 2, 3]
     assert [r['tau'] for r in res['log']] == [0.0, round(1 / 3, 4), round(2 / 3, 4)]
     with pytest.raises(SystemExit, match='--steps'): ec.train_for(m, x, c, minutes=1, steps=0)
+
+
+def test_emoji_paired_bpd_uses_the_same_noise(tmp_path, monkeypatch):
+    "paired: one model listed twice differs from itself by exactly 0 (same images, same noise); diffs are of the means."
+    import torch
+    from types import SimpleNamespace
+    from farmer_nb.model import Farmer, get_config, randomize_model_, save_model
+    ec = load_script('emoji_compare')
+    stub = SimpleNamespace(images=torch.randint(0, 256, (12, 1, 8, 8), dtype=torch.uint8), labels=torch.arange(12) % 4)
+    monkeypatch.setattr(ec, 'Emoji64', lambda split: stub)
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        m = Farmer(get_config('farmer-tiny'))
+        randomize_model_(m, seed=seed)
+        paths.append(str(tmp_path / f'm{seed}.safetensors'))
+        save_model(m, paths[-1])
+    out = tmp_path / 'paired.json'
+    ec.cmd_paired(SimpleNamespace(models=[paths[0], paths[1], paths[0]], out=str(out)), torch.device('cpu'))
+    rows = json.loads(out.read_text())['rows']
+    assert rows[2]['diff'] == 0 and rows[2]['diff_se'] == 0 and rows[2]['bpd'] == rows[0]['bpd']
+    assert rows[1]['diff'] == pytest.approx(rows[1]['bpd'] - rows[0]['bpd'], abs=1e-9) and rows[1]['diff'] != 0
