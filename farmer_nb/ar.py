@@ -45,8 +45,8 @@ class ARPrior(nn.Module):
 # %% ../nbs/04_ar.ipynb #5797a7f3
 @patch
 def forward(self: ARPrior, z_I, c):
-    """Mixtures for Z^I (B, N, d_I) given labels c (B,): (GMM over (B, N), shared GMM (B,), per-token
-    GMM (B, N) or None)."""
+    """Mixtures for Z^I (B, N, d_I) given labels c (B,): (GMM over (B, N), shared GMM (B,),
+    per-token GMM (B, N) or None)."""
     h = self.transformer(self.inputs(z_I, c))                          # (B, M+N, width)
     g_I = self.head_I(h[:, self.M - 1:self.M - 1 + self.N])   # G_i from the position before z_i
     if self.head_R is None: return g_I, None
