@@ -107,7 +107,7 @@ class FarmerConfig(_Sizes):
     M: int = 8                         # class-prefix repeats
     d_I: int = 4                       # informative channels per token (d_I = d: no split)
     K_I: int = 16                      # components of each informative mixture
-    K_R: int = 32                      # components of the shared redundant mixture
+    K_R: int = 32                      # components of the redundant mixture (each, per token)
     split: str = 'contiguous'          # 'contiguous' or 'strided' informative channels
     redundant: str = 'gmm'             # 'gmm' (FARMER), 'gmm-token' (ours) or 'normal' (JetFormer)
     mixing: bool = False               # learned invertible channel mixing before the split (ours)

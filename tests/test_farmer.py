@@ -56,7 +56,6 @@ def test_nll_is_exact_change_of_variables(final_permute, split, redundant):
     torch.testing.assert_close(m.nll(y, LABELS).detach(), brute.detach(), rtol=0, atol=1e-12)
 
 
-
 @pytest.mark.parametrize('redundant', ['gmm', 'gmm-token'])
 def test_nll_is_exact_with_a_context_coupling(redundant):
     "DCT basis + a coupling that reads every token's Z^I (coupling_depth) + either redundant prior: nll is exact, float64."
