@@ -307,4 +307,6 @@ def train_flops(model, batch_size):
             fwd += lin(prior.head_R, cfg.N if prior.per_token else 1)
     if getattr(model, 'coupling', None) is not None:
         fwd += lin(model.coupling, cfg.N) + att(model.coupling, cfg.N)
+    if getattr(model, 'detail', None) is not None:
+        fwd += lin(model.detail, cfg.N)
     return 3 * batch_size * fwd

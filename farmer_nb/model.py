@@ -19,7 +19,7 @@ import torch.nn as nn
 from .data import check_images, check_labels, dequantize, quantize, nll_to_bpd, patchify, unpatchify
 from .flow import AutoregressiveFlow, permute_tokens
 from .ar import ARPrior, REDUNDANT
-from .split import ChannelSplit, ChannelMixing, TokenBasis, ChannelCoupling
+from .split import ChannelSplit, ChannelMixing, TokenBasis, ChannelCoupling, DetailFlow
 from .gmm import NoiseBank, randn
 from .utils import patch
 
@@ -114,6 +114,7 @@ class FarmerConfig(_Sizes):
     basis: str = 'pixel'               # channels the split sees: 'pixel' or 'dct' (05_split)
     coupling: int = 0                  # hidden width of Z^R's coupling on its token's Z^I; 0: none
     coupling_depth: int = 0            # layers that let the coupling read every token's Z^I
+    detail_layers: int = 0             # couplings among each token's Z^R channels (05_split)
     final_permute: bool = True         # AR reads tokens opposite to the last AF block
 
     def __post_init__(self):
@@ -142,6 +143,11 @@ class FarmerConfig(_Sizes):
         if self.coupling_depth and self.coupling % self.head_dim:
             raise ValueError(f"{n}: coupling {self.coupling} is not a multiple of head_dim "
                              f"{self.head_dim}")
+        d_R = self.d - self.d_I
+        if self.detail_layers < 0 or (self.detail_layers and not (self.coupling and d_R > 1)):
+            raise ValueError(f"{n}.detail_layers: expected 0, or >= 1 with a coupling width and "
+                             f"d - d_I >= 2, got {self.detail_layers} with "
+                             f"coupling={self.coupling}, d - d_I = {d_R}")
 
 # %% ../nbs/06_model.ipynb #51d36238
 PRESETS = {
@@ -300,6 +306,9 @@ class Farmer(DensityModel):
         if cfg.coupling and d_R:
             self.coupling = ChannelCoupling(cfg.N, cfg.d_I, d_R, cfg.coupling, cfg.clip,
                                             cfg.coupling_depth, cfg.head_dim)
+        self.detail = None
+        if cfg.detail_layers:
+            self.detail = DetailFlow(cfg.N, cfg.d_I, d_R, cfg.detail_layers, cfg.coupling, cfg.clip)
         # the AR reads opposite to block n, or with it
         self.final_reverse = (cfg.n_blocks % 2 == 1) == cfg.final_permute
 
@@ -309,7 +318,7 @@ class Farmer(DensityModel):
 
     def latent(self, X):
         """Tokens X (B, N, d) → (Z^I, Z^R, log|det| (B,)): flow, basis, mixing, permutation, split,
-        coupling."""
+        coupling, detail flow."""
         z, logdet = self.flow(X)                                                  # (B, N, d), (B,)
         for f in (self.basis, self.mixing):
             if f is not None:
@@ -317,15 +326,17 @@ class Farmer(DensityModel):
                 logdet = logdet + ld
         z = permute_tokens(z, self.final_reverse)
         z_I, z_R = self.split.split(z)                              # (B, N, d_I), (B, N, d_R)
-        if self.coupling is not None:
-            z_R, ld = self.coupling(z_I, z_R)
-            logdet = logdet + ld
+        for f in (self.coupling, self.detail):
+            if f is not None:
+                z_R, ld = f(z_I, z_R)
+                logdet = logdet + ld
         return z_I, z_R, logdet
 
     def unlatent(self, z_I, z_R):
         "(Z^I, Z^R) → the flow's latent Z (B, N, d): `latent` after the flow, run backwards."
-        if self.coupling is not None:
-            z_R = self.coupling.inverse(z_I, z_R)
+        for f in (self.detail, self.coupling):
+            if f is not None:
+                z_R = f.inverse(z_I, z_R)
         z = permute_tokens(self.split.merge(z_I, z_R), self.final_reverse)       # (B, N, d)
         for f in (self.mixing, self.basis):
             if f is not None:

@@ -56,11 +56,16 @@ def test_nll_is_exact_change_of_variables(final_permute, split, redundant):
     torch.testing.assert_close(m.nll(y, LABELS).detach(), brute.detach(), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize('redundant', ['gmm', 'gmm-token'])
-def test_nll_is_exact_with_a_context_coupling(redundant):
-    "DCT basis + a coupling that reads every token's Z^I (coupling_depth) + either redundant prior: nll is exact, float64."
-    m = make_farmer(image_shape=(3, 4, 4), d_I=5, basis='dct', coupling=16, coupling_depth=1, redundant=redundant)
-    with torch.no_grad(): m.coupling.mlp[-1].weight.normal_(0, 0.2, generator=torch.Generator().manual_seed(3))
+@pytest.mark.parametrize('redundant, detail_layers', [('gmm', 0), ('gmm-token', 0), ('gmm', 3)])
+def test_nll_is_exact_with_a_context_coupling(redundant, detail_layers):
+    """DCT basis + a coupling that reads every token's Z^I (coupling_depth) + either redundant prior (+ couplings among
+    Z^R's channels): nll is exact, float64, and unlatent inverts latent."""
+    m = make_farmer(image_shape=(3, 4, 4), d_I=5, basis='dct', coupling=16, coupling_depth=1, redundant=redundant,
+                    detail_layers=detail_layers)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        m.coupling.mlp[-1].weight.normal_(0, 0.2, generator=g)
+        for mlp in (m.detail.mlp if detail_layers else []): mlp[-1].weight.normal_(0, 0.2, generator=g)
     assert m.coupling.context is not None                                     # a random coupling, not the identity
     y = images(shape=(3, 4, 4))
     X = patchify(y, m.cfg.patch)
@@ -68,14 +73,17 @@ def test_nll_is_exact_with_a_context_coupling(redundant):
     logabsdet = torch.stack([latent_logabsdet(m, X[b:b + 1]) for b in range(len(y))])
     brute = -(m.prior.log_prob(z_I, z_R, LABELS) + logabsdet) / m.cfg.D
     torch.testing.assert_close(m.nll(y, LABELS).detach(), brute.detach(), rtol=0, atol=1e-12)
-    with torch.no_grad():                                  # Q is orthogonal to float32 rounding: Qᵀ inverts it to ~1e-6
-        torch.testing.assert_close(m.unlatent(z_I, z_R), m.flow(X)[0], rtol=0, atol=1e-5)
+    with torch.no_grad():                                  # the inverse of the stored Q: exact in float64
+        torch.testing.assert_close(m.unlatent(z_I, z_R), m.flow(X)[0], rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize('kw, match', [(dict(coupling_depth=1), 'coupling_depth'), (dict(coupling_depth=-1, coupling=16), 'coupling_depth'),
-                                       (dict(coupling_depth=1, coupling=24), 'head_dim'), (dict(redundant='jet'), 'redundant')])
+                                       (dict(coupling_depth=1, coupling=24), 'head_dim'), (dict(redundant='jet'), 'redundant'),
+                                       (dict(detail_layers=2), 'detail_layers'), (dict(detail_layers=-1, coupling=8), 'detail_layers'),
+                                       (dict(detail_layers=1, coupling=8, d_I=3), 'detail_layers')])
 def test_bad_coupling_depth_or_redundant_is_refused(kw, match):
-    "A context coupling without a width, a negative depth, a width not a multiple of head_dim, an unknown prior: ValueError."
+    """A context coupling without a width, a negative depth, a width not a multiple of head_dim, an unknown prior; detail
+    couplings without a coupling width, a negative count, fewer than 2 redundant channels: ValueError."""
     with pytest.raises(ValueError, match=match): get_config('farmer-tiny', **kw)
 
 
@@ -398,3 +406,21 @@ def test_fit_lowers_the_loss():
     losses = [e['loss'] for e in out['log']]
     assert len(losses) == 3 and losses[-1] < losses[0] - 0.3
     assert after < before - 0.5
+
+
+def test_detail_flow_under_bf16_autocast_is_fp32_and_inverts():
+    "The couplings among Z^R's channels: under CPU bf16 autocast z and log-det are fp32, close to fp32, and the inverse holds."
+    from farmer_nb.split import DetailFlow
+    torch.manual_seed(0)
+    df = DetailFlow(N=4, d_I=6, d_R=20, layers=4, hidden=32)
+    with torch.no_grad():
+        for mlp in df.mlp: mlp[-1].weight.normal_(0, 0.05)
+    z_I, z_R = torch.randn(3, 4, 6), torch.randn(3, 4, 20)
+    ref, ld_ref = df(z_I, z_R)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        z, ld = df(z_I, z_R)
+        back = df.inverse(z_I, z)
+    assert z.dtype == ld.dtype == back.dtype == torch.float32
+    torch.testing.assert_close(z, ref, rtol=0, atol=0.1)            # the MLPs run in bf16, the affine maps in fp32
+    torch.testing.assert_close(ld, ld_ref, rtol=0, atol=0.5)
+    torch.testing.assert_close(back, z_R, rtol=0, atol=1e-5)      # same bf16 parameters both ways: the inverse is exact
