@@ -157,16 +157,24 @@ class DetailFlow(nn.Module):
     def __init__(self, N, d_I, d_R, layers=4, hidden=256, clip=4.0):
         super().__init__()
         if d_R < 2: raise ValueError(f"DetailFlow: expected d_R >= 2 channels to couple, got {d_R}")
-        self.halves = [detail_halves(d_R, l) for l in range(layers)]
-        self.inp = nn.ModuleList(nn.Linear(d_I + len(c), hidden) for c, _ in self.halves)
+        halves = [detail_halves(d_R, l) for l in range(layers)]
+        for l, (c, t) in enumerate(halves):          # buffers: indices live on the model's device
+            self.register_buffer(f'cond{l}', c, persistent=False)
+            self.register_buffer(f'moved{l}', t, persistent=False)
+        self.layers = layers
+        self.inp = nn.ModuleList(nn.Linear(d_I + len(c), hidden) for c, _ in halves)
         self.pos_emb = nn.Parameter(0.02 * torch.randn(layers, N, hidden))     # (L, N, hidden)
         mlp = lambda t: nn.Sequential(nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
                                       nn.Linear(hidden, 2 * len(t)))
-        self.mlp = nn.ModuleList(mlp(t) for _, t in self.halves)
+        self.mlp = nn.ModuleList(mlp(t) for _, t in halves)
         for m in self.mlp:
             nn.init.zeros_(m[-1].weight)
             nn.init.zeros_(m[-1].bias)                               # a = μ = 0: the identity
         self.clip = clip
+
+    def halves(self, l):
+        "Layer l's (cond, moved) channel indices."
+        return getattr(self, f'cond{l}'), getattr(self, f'moved{l}')
 
     def params(self, l, z_I, z_c):
         "Layer l's log-scale a and shift μ, each (B, N, |t_l|) in fp32, from z_I and the cond half."
@@ -178,7 +186,8 @@ class DetailFlow(nn.Module):
         "(z_I, z̃_R) → (the base of the shared mixture (B, N, d_R), log|det| (B,))."
         z = upcast(z_R)                                                   # (B, N, d_R)
         logdet = z.new_zeros(z.shape[0])
-        for l, (c, t) in enumerate(self.halves):
+        for l in range(self.layers):
+            c, t = self.halves(l)
             a, mu = self.params(l, z_I, z[..., c])
             with torch.autocast(z.device.type, enabled=False):          # fp32: affine and log-det
                 z = z.clone()
@@ -189,8 +198,8 @@ class DetailFlow(nn.Module):
     def inverse(self, z_I, z):
         "Layers backwards: z_t = z_t ⊙ e^{a} + μ, with the cond half as the forward pass saw it."
         z = upcast(z)
-        for l in reversed(range(len(self.halves))):
-            c, t = self.halves[l]
+        for l in reversed(range(self.layers)):
+            c, t = self.halves(l)
             a, mu = self.params(l, z_I, z[..., c])
             z = z.clone()
             z[..., t] = z[..., t] * torch.exp(a) + mu

@@ -186,7 +186,7 @@ def latent_panels(model, x, c, redraws=3, seed=0):
     g = model.prior(z_I, c)[1]                                  # G_{N+1}: batch (B,); per token: (B, N)
     decode = lambda r: quantize(unpatchify(model.flow.inverse(model.unlatent(z_I, r), c), model.cfg.patch,
                                            model.cfg.image_shape))
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=x.device).manual_seed(seed)                 # on the device the draws are made
     if model.prior.per_token: draw = lambda m: m.sample(generator=gen)                    # (B, N, d_R)
     else: draw = lambda m: m.sample(n=model.cfg.N, generator=gen).transpose(0, 1)        # (B, N, d_R)
     rows = [x, decode(z_R), decode(draw(GMM(g.logits, g.mu, g.log_sigma - math.inf)))]
