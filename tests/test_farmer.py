@@ -424,3 +424,13 @@ def test_detail_flow_under_bf16_autocast_is_fp32_and_inverts():
     torch.testing.assert_close(z, ref, rtol=0, atol=0.1)            # the MLPs run in bf16, the affine maps in fp32
     torch.testing.assert_close(ld, ld_ref, rtol=0, atol=0.5)
     torch.testing.assert_close(back, z_R, rtol=0, atol=1e-5)      # same bf16 parameters both ways: the inverse is exact
+
+
+def test_detail_flow_indices_move_with_the_model():
+    "DetailFlow's channel indices are buffers: on a GPU, indexing with host tensors would wait for the device at every layer."
+    from farmer_nb.split import DetailFlow
+    df = DetailFlow(N=2, d_I=3, d_R=7, layers=4, hidden=8)
+    idx = {n: b for n, b in df.named_buffers()}
+    assert len(idx) == 8 and all(b.dtype == torch.long for b in idx.values())
+    assert sorted(torch.cat(df.halves(3)).tolist()) == list(range(7))
+    assert all(b.device.type == 'meta' for b in df.to('meta').buffers())
