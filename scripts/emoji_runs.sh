@@ -12,11 +12,10 @@
 #   MODEL=runs/emoji/p8/p8/model.safetensors bash scripts/emoji_runs.sh guidance-p8 [MINUTES] [OUT]
 #   bash scripts/emoji_runs.sh p16-diag [MINUTES] [OUT]  # one emoji64-p16 FARMER (mirrored, weight decay 0.3) alone,
 #                                                    # then what its channels hold, per-token redundant weights, and γ
-#   bash scripts/emoji_runs.sh p16-redundant [MINUTES] [OUT]  # emoji64-p16 (mirrored, weight decay 0.3): FARMER, its
-#                                                    # coupling reading every token (coupling_depth=2), one redundant
-#                                                    # mixture per token (gmm-token), couplings among each token's
-#                                                    # redundant channels (detail_layers=4), with and without the
-#                                                    # first, and no split; then paired test bits/dim and latents
+#   bash scripts/emoji_runs.sh p16-redundant [MINUTES] [OUT]  # emoji64-p16 (mirrored, weight decay 0.3): FARMER, one
+#                                                    # redundant mixture per token (gmm-token), couplings among each
+#                                                    # token's redundant channels (detail_layers=4), both, no split
+#                                                    # (CONTEXT=1: also coupling_depth=2); then paired bits/dim, latents
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 group=$1; minutes=${2:-8}; out=${3:-runs/emoji/$group}; limit=${LIMIT:-0}; repeats=${REPEATS:-1}   # samples per test image
@@ -66,13 +65,13 @@ case $group in
   p16-redundant)
     common="--preset emoji64-p16 --hflip --weight-decay 0.3"
     train p16          $common
-    train p16_context  $common --set coupling_depth=2
     train p16_token    $common --set redundant=gmm-token
     train p16_detail   $common --set detail_layers=4
-    train p16_detail_context $common --set detail_layers=4 coupling_depth=2
+    train p16_token_detail $common --set redundant=gmm-token detail_layers=4
     train p16_nosplit  $common --set d_I=768 K_I=64 basis=pixel coupling=0
+    [[ -n ${CONTEXT:-} ]] && train p16_context $common --set coupling_depth=2
     wait
-    ms=$(for r in p16 p16_context p16_token p16_detail p16_detail_context p16_nosplit; do
+    ms=$(for r in p16 p16_token p16_detail p16_token_detail p16_nosplit p16_context; do
            [[ -f $out/$r/model.safetensors ]] && echo "$out/$r/model.safetensors"; done)
     timeout "$limit" python scripts/emoji_compare.py paired --models $ms --out "$out/paired.json" > "$out/paired.log" 2>&1
     for r in p16 p16_detail; do
