@@ -570,7 +570,7 @@ def _write_json(path: str | Path, obj) -> None:
 def bench_train(args: argparse.Namespace) -> tuple[list[dict], int]:
     "Training-step throughput on random images of the preset's shape: img/s, TFLOP/s and MFU."
     from farmer_nb.model import build_model, get_config
-    from farmer_nb.train import make_optimizer, prepare_batch, optimizer_step
+    from farmer_nb.train import make_optimizer, prepare_batch, optimizer_step, compile_model
     from farmer_nb.metrics import median_time, train_flops
     cfg = get_config(args.preset, **_overrides(args.preset, args.set))
     dev, rank = _distributed(args.device)
@@ -582,7 +582,7 @@ def bench_train(args: argparse.Namespace) -> tuple[list[dict], int]:
         ids = [dev] if dev.type == 'cuda' else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     opt = make_optimizer(model)
-    net = torch.compile(net, mode=args.compile) if args.compile else net
+    net = compile_model(net, args.compile) if args.compile else net
     amp = {'fp32': None, 'bf16': torch.bfloat16}[args.precision]
     rows = []
     for B in args.batches:                                       # B images per process
@@ -857,7 +857,7 @@ def _train_parser(sub) -> None:
                    help='bf16 autocast (flow math stays fp32)')
     p.add_argument('--compile', nargs='?', const='default', default=None, metavar='MODE',
                    help='torch.compile the training step; MODE: default, reduce-overhead (CUDA '
-                        'graphs) or max-autotune (default: off)')
+                        'graphs), max-autotune or regional (each layer on its own; default: off)')
     p.add_argument('--ema', type=float, default=0.0,
                    help='EMA decay of the weights, e.g. 0.999 (0: off); the saved model is the '
                         'average')
@@ -960,7 +960,7 @@ def _bench_parser(sub) -> None:
                         'and the student (the exact inverses run in fp32)')
     p.add_argument('--compile', nargs='?', const='default', default=None, metavar='MODE',
                    help='train: torch.compile the model; MODE: default, reduce-overhead (CUDA '
-                        'graphs) or max-autotune (default: off)')
+                        'graphs), max-autotune or regional (each layer on its own; default: off)')
     p.add_argument('--peak-tflops', type=float, default=989.0,
                    help="train: the GPU's dense bf16 peak for MFU (H100/H200 SXM: 989)")
     p.add_argument('--batches', type=int, nargs='+', default=[1, 1024],

@@ -98,7 +98,8 @@ class TokenBasis(nn.Module):
         super().__init__()
         Q = dct_basis(p, C)                                 # (d, d), rebuilt from the config
         self.register_buffer('Q', Q, persistent=False)
-        self.register_buffer('Q_inv', torch.linalg.inv(Q.double()), persistent=False)  # of Q as stored
+        Q_inv = torch.linalg.inv(Q.double())                # exact for Q as stored: float64
+        self.register_buffer('Q_inv', Q_inv, persistent=False)
         self.logdet_Q = torch.linalg.slogdet(Q.double())[1].item()     # ~1e-6: float32 rounding
     def forward(self, z):
         "z (B, N, d) → (z Q (B, N, d) in at least fp32, N·log|det Q| (B,))."

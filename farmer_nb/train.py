@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['NOISES', 'lr_factor', 'embedding_ids', 'make_optimizer', 'prepare_batch', 'optimizer_step', 'train_step',
-           'save_training', 'load_training', 'StepTally', 'out_of_time', 'seconds_since', 'fit']
+           'save_training', 'load_training', 'StepTally', 'out_of_time', 'seconds_since', 'compile_model', 'fit']
 
 # %% ../nbs/09_train.ipynb #de3c987a
 import json, math, time, warnings
@@ -255,6 +255,18 @@ def seconds_since(t0, before=0.0, ddp=False, device=None):
     torch.distributed.all_reduce(t, torch.distributed.ReduceOp.MAX)
     return t.item()
 
+# %% ../nbs/09_train.ipynb #3a77290b
+def compile_model(net, mode=True):
+    """`torch.compile` a model: `mode` True or 'default', 'reduce-overhead', 'max-autotune', or
+    'regional': each transformer layer compiled on its own, in place (the layers share one graph,
+    so a deep model compiles in the time of one layer; the rest stays eager)."""
+    if mode == 'regional':
+        from farmer_nb.transformer import Block
+        for m in net.modules():
+            if isinstance(m, Block): m.compile()
+        return net
+    return torch.compile(net, mode=None if mode in (True, 'default') else mode)
+
 # %% ../nbs/09_train.ipynb #a9f2552b
 NOISES = ('uniform', 'gaussian', 'uniform+gaussian')     # the training-noise modes of `fit`
 
@@ -287,9 +299,7 @@ def _fit_setup(run):
     if run.ddp:
         device_ids = [device] if device.type == 'cuda' else None
         run.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    if run.compile:
-        mode = run.compile if isinstance(run.compile, str) else None
-        run.net = torch.compile(run.net, mode=mode)
+    if run.compile: run.net = compile_model(run.net, run.compile)
     # the data, on the device, and the schedule
     check_images(run.images, model.cfg.image_shape, 'uint8', 'images')
     if run.labels is not None:
@@ -472,7 +482,7 @@ def fit(
     tensorboard: str | Path | None = None,
     # keep an exponential moving average of the weights with this decay
     ema_decay: float | None = None,
-    # torch.compile the model: True, or a mode such as 'max-autotune'
+    # torch.compile the model: True, a mode such as 'max-autotune', or 'regional' (each layer)
     compile: bool | str = False,
     # steps between grids of samples written to `sample_dir`
     sample_every: int | None = None,
