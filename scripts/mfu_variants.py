@@ -3,6 +3,7 @@
     python scripts/mfu_variants.py --out runs/mfu_variants                  # every variant, batch 64, bf16, reduce-overhead
     python scripts/mfu_variants.py --variants folded tune --budget 300     # some of them, within 5 minutes
     python scripts/mfu_variants.py --compile none --preset tarflow-tiny --batch 8 --device cpu   # a smoke test, eager
+    python scripts/mfu_variants.py --preset imagenet256-p16 --variants folded --compile regional   # each layer compiled alone
 
 Variants (one change each, against `folded`, the library's default):
   folded       the library: `optimizer_step` hands the clip factor max(1, |g|/c) to the fused AdamW as its grad_scale
