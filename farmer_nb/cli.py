@@ -640,7 +640,8 @@ def _has(model, student: bool) -> dict:
     "Which of the needs in `_CASE_NEEDS` this model and device meet."
     return dict(cuda=model.device.type == 'cuda', farmer=hasattr(model, 'prior'), student=student)
 
-def _sampling_cases(model, B: int, z, c, student: bool, jacobi_tol: float = 1e-3) -> dict:
+def _sampling_cases(model, B: int, z, c, student: bool, jacobi_tol: float = 1e-3,
+                    jacobi_segments: int = 1) -> dict:
     """The cases of `farmer bench sample` at batch B that this model and device have: key → a
     builder that sets the case up (graph captures happen here) and returns the timed function."""
     from farmer_nb.flow import GraphedInverse, jacobi_flow_inverse
@@ -661,7 +662,8 @@ def _sampling_cases(model, B: int, z, c, student: bool, jacobi_tol: float = 1e-3
     cases = {
         'sequential': lambda: lambda: model.flow.inverse(z),
         'graph': lambda: graphed(False),
-        'jacobi': lambda: lambda: jacobi_flow_inverse(model.flow, z, tol=jacobi_tol),
+        'jacobi': lambda: lambda: jacobi_flow_inverse(model.flow, z, tol=jacobi_tol,
+                                                      segments=jacobi_segments),
         'student': lambda: lambda: model.student.inverse(z),
         'prior': lambda: lambda: model.prior.sample(c),
         'prior-cfg': lambda: lambda: model.prior.sample(c, rule=Resampling(2.0, 5, 5)),
@@ -675,13 +677,14 @@ def _sampling_cases(model, B: int, z, c, student: bool, jacobi_tol: float = 1e-3
     has = _has(model, student)
     return {k: build for k, build in cases.items() if all(has[n] for n in _CASE_NEEDS.get(k, ()))}
 
-def _jacobi_check(model, z, tol: float) -> dict:
-    """Rounds per block of the Jacobi inverse of Z (B, N, d) at `tol`, and its largest distance
-    from the sequential inverse."""
+def _jacobi_check(model, z, tol: float, segments: int = 1) -> dict:
+    """Transformer calls per block of the Jacobi inverse of Z (B, N, d) at `tol` (over `segments`
+    runs of tokens), and its largest distance from the sequential inverse."""
     from farmer_nb.flow import jacobi_flow_inverse
-    X, rounds = jacobi_flow_inverse(model.flow, z, tol=tol)               # (B, N, d)
+    X, rounds = jacobi_flow_inverse(model.flow, z, tol=tol, segments=segments)   # (B, N, d)
     err = (X - model.flow.inverse(z)).abs().max().item()
-    return dict(jacobi_tol=tol, rounds=rounds, steps_sequential=model.cfg.N - 1, max_abs_err=err)
+    return dict(jacobi_tol=tol, jacobi_segments=segments, rounds=rounds,
+                steps_sequential=model.cfg.N - 1, max_abs_err=err)
 
 def _missing_because(key: str, model, student: bool) -> str:
     "Why a case of `farmer bench sample` is not available for this model and device."
@@ -700,6 +703,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     _in_range(args, 'reps', 1, 1000)
     _positive(args, 'peak_tflops')
     _positive(args, 'jacobi_tol')
+    _in_range(args, 'jacobi_segments', 1)
     if not all(1 <= b <= 65536 for b in args.batches):
         raise ValueError(f"--batches: expected batch sizes in [1, 65536], got {args.batches}")
     if args.out:
@@ -726,13 +730,17 @@ def cmd_bench(args: argparse.Namespace) -> None:
             load_student(model, path)
         except ValueError as e:
             raise ValueError(f"--student: {e}") from None
+    if args.jacobi_segments > model.cfg.N:
+        raise ValueError(f"--jacobi-segments: expected at most the {model.cfg.N} tokens, "
+                         f"got {args.jacobi_segments}")
     dev, rows = model.device, []
     amp = args.precision == 'bf16'                   # autocast: the flow's affine math stays fp32
     for B in args.batches:
         with torch.no_grad(), torch.autocast(dev.type, torch.bfloat16, enabled=amp):
             c = torch.arange(B, device=dev) % max(model.cfg.num_classes, 1)
             z = _bench_latents(model, c)                                      # (B, N, d)
-            cases = _sampling_cases(model, B, z, c, bool(args.student), args.jacobi_tol)
+            cases = _sampling_cases(model, B, z, c, bool(args.student), args.jacobi_tol,
+                                    args.jacobi_segments)
             for key in args.cases or SAMPLING_CASES:
                 if key not in cases:
                     if args.cases:                   # asked for by name: say why it is missing
@@ -744,7 +752,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
                                  precision=args.precision, ms_per_batch=1e3 * s,
                                  ms_per_image=1e3 * s / B, img_per_s=B / s))
                 if key == 'jacobi':
-                    rows[-1].update(_jacobi_check(model, z, args.jacobi_tol))
+                    rows[-1].update(_jacobi_check(model, z, args.jacobi_tol, args.jacobi_segments))
                 print(f"{SAMPLING_CASES[key]:34s} batch {B:5d}: {1e3 * s:9.2f} ms/batch  "
                       f"{B / s:10.1f} img/s", flush=True)
     if args.out:
@@ -951,6 +959,9 @@ def _bench_parser(sub) -> None:
                         'device have)')
     p.add_argument('--jacobi-tol', type=float, default=1e-3,
                    help='sample: stop a Jacobi block inverse when no value moves more than this')
+    p.add_argument('--jacobi-segments', type=int, default=1,
+                   help='sample: Gauss–Seidel over this many runs of tokens, Jacobi inside each '
+                        '(1: plain Jacobi)')
     p.add_argument('--preset', default='fmnist-small', choices=sorted(PRESETS), metavar='PRESET',
                    help='model configuration, one of %(choices)s')
     p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',

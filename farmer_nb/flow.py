@@ -192,27 +192,40 @@ class GraphedInverse:
 
 # %% ../nbs/02_flow.ipynb #9be8d0dc
 @torch.no_grad()
-def jacobi_inverse(blk, z, c=None, tol=1e-5, max_rounds=None):
-    """Z^t (B, N, d) → (Z^{t−1}, rounds): one AF block inverted by fixed-point iteration over all
-    tokens at once, until no value moves more than `tol` (at most N − 1 rounds: then exact)."""
+def jacobi_inverse(blk, z, c=None, tol=1e-5, max_rounds=None, segments=1):
+    """Z^t (B, N, d) → (Z^{t−1}, rounds): one AF block inverted by fixed-point iteration, until no
+    value moves more than `tol`. `segments` > 1: Gauss–Seidel over that many runs of tokens, Jacobi
+    inside each, the solved prefix kept in a KV cache. `rounds`: transformer calls, all segments;
+    each segment stops by its count of rounds that make it exact (or `max_rounds`)."""
     B, N, _ = z.shape
+    if not (isinstance(segments, int) and 1 <= segments <= N):
+        raise ValueError(f"segments: expected an int in 1..{N} (the tokens), got {segments!r}")
     with torch.autocast(z.device.type, enabled=False):                   # fp32 throughout
         zp = upcast(permute_tokens(z, blk.reverse))                      # (B, N, d), block order
         c = _labels(blk, c, B, z.device)
-        x, rounds = zp.clone(), 0
-        for rounds in range(1, (max_rounds or N - 1) + 1):
-            h = blk.transformer(blk.embed(x, 0, c))                      # (B, N, width)
-            a, mu = map(_shift_right, blk.params(h))                     # token i from tokens < i
-            new = zp * torch.exp(a) + mu                                 # x = z ⊙ e^{a(x)} + μ(x)
-            moved = (new - x).abs().max()
-            x = new
-            if moved <= tol: break
+        caches = blk.transformer.make_caches(B, N, z.device, upcast(blk.pos_emb).dtype)
+        x, rounds, first = zp.clone(), 0, None     # first: (a, μ) of the segment's first token
+        ends = [round(N * s / segments) for s in range(segments + 1)]
+        for i, j in zip(ends[:-1], ends[1:]):                            # tokens i..j−1
+            exact = (j - i) - (i == 0) + (j < N)   # rounds to exact x, + 1 to refresh the cache
+            for _ in range(min(max(exact, 1), max_rounds or N)):
+                for cache in caches: cache.pos = i                       # rewind to the segment
+                h = blk.transformer(blk.embed(x[:, i:j], i, c), caches)  # (B, j−i, width)
+                a, mu = blk.params(h)                                    # of tokens i+1..j
+                nxt = a[:, -1:], mu[:, -1:]                              # token j's, (B, 1, d)
+                if first is None: a, mu = _shift_right(a), _shift_right(mu)   # token 0: identity
+                else: a, mu = (torch.cat([f, t[:, :-1]], 1) for f, t in zip(first, (a, mu)))
+                new = zp[:, i:j] * torch.exp(a) + mu                     # x = z ⊙ e^{a(x)} + μ(x)
+                moved = (new - x[:, i:j]).abs().max()
+                x[:, i:j], rounds = new, rounds + 1
+                if moved <= tol: break
+            first = nxt
     return permute_tokens(x, blk.reverse), rounds
 
-def jacobi_flow_inverse(flow, z, c=None, tol=1e-5):
+def jacobi_flow_inverse(flow, z, c=None, tol=1e-5, segments=1):
     "Z (B, N, d) → (X, rounds per block, last block first): `flow.inverse` by fixed-point rounds."
     rounds = []
     for blk in reversed(flow.blocks):
-        z, r = jacobi_inverse(blk, z, c, tol)
+        z, r = jacobi_inverse(blk, z, c, tol, segments=segments)
         rounds.append(r)
     return z, rounds

@@ -228,6 +228,11 @@ CASES = [  # (id, argv, substring of the one-line message); {tmp} is a fresh fol
      '--peak-tflops: expected a finite number > 0, got nan'),
     ('bench, zero Jacobi tolerance', ['bench', 'sample', '--model', '{model}', '--jacobi-tol', '0'],
      '--jacobi-tol: expected a finite number > 0, got 0'),
+    ('bench, zero Jacobi runs', ['bench', 'sample', '--model', '{model}', '--jacobi-segments', '0'],
+     '--jacobi-segments: expected'),
+    ('bench, more Jacobi runs than tokens',
+     ['bench', 'sample', '--model', '{model}', '--jacobi-segments', '100000'],
+     '--jacobi-segments: expected at most the'),
     ('bench, unknown case', ['bench', 'sample', '--model', '{model}', '--cases', 'jacobian'],
      "argument --cases: invalid choice: 'jacobian'"),
     ('student of another model',
@@ -650,6 +655,12 @@ def test_bench_cases_and_jacobi(files, tmp_path):
     assert len(j['rounds']) == cfg.n_blocks and all(1 <= r <= cfg.N - 1 for r in j['rounds'])
     assert max(j['rounds']) > 1 and j['steps_sequential'] == cfg.N - 1      # randomised blocks: not the identity
     assert j['max_abs_err'] < 1e-4 and all(r['ms_per_image'] > 0 for r in rows)
+    code, _, err = run(['bench', 'sample', '--model', files['model'], '--batches', '3', '--reps', '1',
+                        '--cases', 'jacobi', '--jacobi-tol', '1e-6', '--jacobi-segments', '2',
+                        '--device', 'cpu', '--out', str(out)])
+    g = json.loads(out.read_text())['rows'][0]              # Gauss–Seidel over 2 runs, Jacobi in each
+    assert code == 0 and g['jacobi_segments'] == 2 and g['max_abs_err'] < 1e-4, err
+    assert all(2 <= r <= cfg.N + 1 for r in g['rounds'])      # ≤ (T₀ − 1 + 1) + T₁ calls a block
     code, _, err = run(['bench', 'sample', '--model', files['model'], '--precision', 'bf16', '--batches', '2',
                         '--reps', '1', '--cases', 'whole', 'jacobi', '--device', 'cpu', '--out', str(out)])
     rows = json.loads(out.read_text())['rows']
