@@ -111,7 +111,7 @@ class FarmerConfig(_Sizes):
     split: str = 'contiguous'          # 'contiguous' or 'strided' informative channels
     redundant: str = 'gmm'             # 'gmm' (FARMER), 'gmm-token' (ours) or 'normal' (JetFormer)
     mixing: bool = False               # learned invertible channel mixing before the split (ours)
-    basis: str = 'pixel'               # channels the split sees: 'pixel' or 'dct' (05_split)
+    basis: str = 'pixel'               # channels the split sees: 'pixel', 'dct', 'haar' (05_split)
     coupling: int = 0                  # hidden width of Z^R's coupling on its token's Z^I; 0: none
     coupling_depth: int = 0            # layers that let the coupling read every token's Z^I
     detail_layers: int = 0             # couplings among each token's Z^R channels (05_split)
@@ -133,8 +133,11 @@ class FarmerConfig(_Sizes):
             raise ValueError(f"{n}.split: expected 'contiguous' or 'strided', got {self.split!r}")
         if self.redundant not in REDUNDANT:
             raise ValueError(f"{n}.redundant: expected one of {REDUNDANT}, got {self.redundant!r}")
-        if self.basis not in ('pixel', 'dct'):
-            raise ValueError(f"{n}.basis: expected 'pixel' or 'dct', got {self.basis!r}")
+        if self.basis not in ('pixel', 'dct', 'haar'):
+            raise ValueError(f"{n}.basis: expected 'pixel', 'dct' or 'haar', got {self.basis!r}")
+        if self.basis == 'haar' and self.patch & (self.patch - 1):
+            raise ValueError(f"{n}.basis: 'haar' needs a patch size that is a power of 2, "
+                             f"got patch={self.patch}")
         if self.coupling < 0:
             raise ValueError(f"{n}.coupling: expected a width >= 0 (0: none), got {self.coupling}")
         if self.coupling_depth < 0 or (self.coupling_depth and not self.coupling):
@@ -296,7 +299,8 @@ class Farmer(DensityModel):
         self.flow = AutoregressiveFlow(cfg.d, cfg.N, cfg.n_blocks, cfg.width, cfg.depth,
                                        cfg.head_dim, num_classes=0, clip=cfg.clip,
                                        final_norm=cfg.final_norm, in_clip=cfg.in_clip)
-        self.basis = TokenBasis(cfg.patch, cfg.image_shape[0]) if cfg.basis == 'dct' else None
+        self.basis = None                                       # 'dct', 'haar': a fixed Q per token
+        if cfg.basis != 'pixel': self.basis = TokenBasis(cfg.patch, cfg.image_shape[0], cfg.basis)
         self.mixing = ChannelMixing(cfg.d) if cfg.mixing else None
         self.split = ChannelSplit(cfg.d, cfg.d_I, cfg.split)
         self.prior = ARPrior(cfg.N, cfg.d_I, cfg.d - cfg.d_I, cfg.num_classes, cfg.ar_width,

@@ -56,11 +56,12 @@ def test_nll_is_exact_change_of_variables(final_permute, split, redundant):
     torch.testing.assert_close(m.nll(y, LABELS).detach(), brute.detach(), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize('redundant, detail_layers', [('gmm', 0), ('gmm-token', 0), ('gmm', 3)])
-def test_nll_is_exact_with_a_context_coupling(redundant, detail_layers):
-    """DCT basis + a coupling that reads every token's Z^I (coupling_depth) + either redundant prior (+ couplings among
-    Z^R's channels): nll is exact, float64, and unlatent inverts latent."""
-    m = make_farmer(image_shape=(3, 4, 4), d_I=5, basis='dct', coupling=16, coupling_depth=1, redundant=redundant,
+@pytest.mark.parametrize('redundant, detail_layers, basis', [('gmm', 0, 'dct'), ('gmm-token', 0, 'dct'), ('gmm', 3, 'dct'),
+                                                             ('gmm', 0, 'haar')])
+def test_nll_is_exact_with_a_context_coupling(redundant, detail_layers, basis):
+    """DCT or Haar basis + a coupling that reads every token's Z^I (coupling_depth) + either redundant prior (+ couplings
+    among Z^R's channels): nll is exact, float64, and unlatent inverts latent."""
+    m = make_farmer(image_shape=(3, 4, 4), d_I=5, basis=basis, coupling=16, coupling_depth=1, redundant=redundant,
                     detail_layers=detail_layers)
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
@@ -80,10 +81,13 @@ def test_nll_is_exact_with_a_context_coupling(redundant, detail_layers):
 @pytest.mark.parametrize('kw, match', [(dict(coupling_depth=1), 'coupling_depth'), (dict(coupling_depth=-1, coupling=16), 'coupling_depth'),
                                        (dict(coupling_depth=1, coupling=24), 'head_dim'), (dict(redundant='jet'), 'redundant'),
                                        (dict(detail_layers=2), 'detail_layers'), (dict(detail_layers=-1, coupling=8), 'detail_layers'),
-                                       (dict(detail_layers=1, coupling=8, d_I=3), 'detail_layers')])
+                                       (dict(detail_layers=1, coupling=8, d_I=3), 'detail_layers'),
+                                       (dict(basis='haar', image_shape=(1, 6, 6), patch=3), 'power of 2'),
+                                       (dict(basis='wavelet'), 'basis')])
 def test_bad_coupling_depth_or_redundant_is_refused(kw, match):
     """A context coupling without a width, a negative depth, a width not a multiple of head_dim, an unknown prior; detail
-    couplings without a coupling width, a negative count, fewer than 2 redundant channels: ValueError."""
+    couplings without a coupling width, a negative count, fewer than 2 redundant channels; a Haar basis on a patch size
+    that is not a power of 2, an unknown basis: ValueError."""
     with pytest.raises(ValueError, match=match): get_config('farmer-tiny', **kw)
 
 
