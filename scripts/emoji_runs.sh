@@ -16,6 +16,9 @@
 #                                                    # redundant mixture per token (gmm-token), couplings among each
 #                                                    # token's redundant channels (detail_layers=4), both, no split
 #                                                    # (CONTEXT=1: also coupling_depth=2); then paired bits/dim, latents
+#   bash scripts/emoji_runs.sh p16-basis [MINUTES] [OUT]  # emoji64-p16 (mirrored, weight decay 0.3), the basis the
+#                                                    # split sees: DCT (the preset), Haar (d_I = 128, 192), and no split
+#                                                    # in the pixel, DCT and Haar bases; then paired bits/dim, latents
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 group=$1; minutes=${2:-8}; out=${3:-runs/emoji/$group}; limit=${LIMIT:-0}; repeats=${REPEATS:-1}   # samples per test image
@@ -78,6 +81,23 @@ case $group in
       timeout "$limit" python scripts/emoji_compare.py latents --model "$out/$r/model.safetensors" \
         --out "$out/${r}_latents" --device cuda > "$out/${r}_latents.log" 2>&1
     done ;;
+  p16-basis)
+    common="--preset emoji64-p16 --hflip --weight-decay 0.3"
+    nosplit="d_I=768 K_I=64 coupling=0"
+    train p16              $common
+    train p16_haar         $common --set basis=haar
+    train p16_haar192      $common --set basis=haar d_I=192
+    train p16_nosplit      $common --set $nosplit basis=pixel
+    train p16_nosplit_dct  $common --set $nosplit
+    train p16_nosplit_haar $common --set $nosplit basis=haar
+    wait
+    ms=$(for r in p16 p16_haar p16_haar192 p16_nosplit p16_nosplit_dct p16_nosplit_haar; do
+           [[ -f $out/$r/model.safetensors ]] && echo "$out/$r/model.safetensors"; done)
+    timeout "$limit" python scripts/emoji_compare.py paired --models $ms --out "$out/paired.json" > "$out/paired.log" 2>&1
+    for r in p16 p16_haar; do
+      timeout "$limit" python scripts/emoji_compare.py latents --model "$out/$r/model.safetensors" \
+        --out "$out/${r}_latents" --device cuda > "$out/${r}_latents.log" 2>&1
+    done ;;
   guidance-p8)
     for rule in naive resampling; do
       timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules $rule --w 0.5 1 2 3 --gamma \
@@ -85,7 +105,8 @@ case $group in
     done
     timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules --gamma 0 0.5 1 1.5 2 \
       --repeats "$repeats" --out "$out/gamma" > "$out/gamma.log" 2>&1 & ;;
-  *) echo "group: expected p8, p16, p16-flip, p16-diag, p16-redundant or guidance-p8, got $group" >&2; exit 2 ;;
+  *) echo "group: expected p8, p16, p16-flip, p16-diag, p16-redundant, p16-basis or guidance-p8, got $group" >&2
+     exit 2 ;;
 esac
 wait
 tail -n 3 "$out"/*.log
