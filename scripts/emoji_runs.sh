@@ -28,6 +28,15 @@ train() {   # train NAME ARGS...: one run in the background
   timeout "$limit" python scripts/emoji_compare.py train --minutes "$minutes" --repeats "$repeats" --out "$out/$name" "$@" \
     > "$out/$name.log" 2>&1 &
 }
+compare() {   # compare "RUNS" "LATENT_RUNS": paired bits/dim of the runs that wrote a model, then latents
+  local ms r
+  ms=$(for r in $1; do [[ -f $out/$r/model.safetensors ]] && echo "$out/$r/model.safetensors"; done)
+  timeout "$limit" python scripts/emoji_compare.py paired --models $ms --out "$out/paired.json" > "$out/paired.log" 2>&1
+  for r in $2; do
+    timeout "$limit" python scripts/emoji_compare.py latents --model "$out/$r/model.safetensors" \
+      --out "$out/${r}_latents" --device cuda > "$out/${r}_latents.log" 2>&1
+  done
+}
 case $group in
   p8)
     train p8           --preset emoji64-p8                                     # DCT basis + coupling (the preset)
@@ -74,13 +83,7 @@ case $group in
     train p16_nosplit  $common --set d_I=768 K_I=64 basis=pixel coupling=0
     [[ -n ${CONTEXT:-} ]] && train p16_context $common --set coupling_depth=2
     wait
-    ms=$(for r in p16 p16_token p16_detail p16_token_detail p16_nosplit p16_context; do
-           [[ -f $out/$r/model.safetensors ]] && echo "$out/$r/model.safetensors"; done)
-    timeout "$limit" python scripts/emoji_compare.py paired --models $ms --out "$out/paired.json" > "$out/paired.log" 2>&1
-    for r in p16 p16_detail; do
-      timeout "$limit" python scripts/emoji_compare.py latents --model "$out/$r/model.safetensors" \
-        --out "$out/${r}_latents" --device cuda > "$out/${r}_latents.log" 2>&1
-    done ;;
+    compare "p16 p16_token p16_detail p16_token_detail p16_nosplit p16_context" "p16 p16_detail" ;;
   p16-basis)
     common="--preset emoji64-p16 --hflip --weight-decay 0.3"
     nosplit="d_I=768 K_I=64 coupling=0"
@@ -91,13 +94,7 @@ case $group in
     train p16_nosplit_dct  $common --set $nosplit
     train p16_nosplit_haar $common --set $nosplit basis=haar
     wait
-    ms=$(for r in p16 p16_haar p16_haar192 p16_nosplit p16_nosplit_dct p16_nosplit_haar; do
-           [[ -f $out/$r/model.safetensors ]] && echo "$out/$r/model.safetensors"; done)
-    timeout "$limit" python scripts/emoji_compare.py paired --models $ms --out "$out/paired.json" > "$out/paired.log" 2>&1
-    for r in p16 p16_haar; do
-      timeout "$limit" python scripts/emoji_compare.py latents --model "$out/$r/model.safetensors" \
-        --out "$out/${r}_latents" --device cuda > "$out/${r}_latents.log" 2>&1
-    done ;;
+    compare "p16 p16_haar p16_haar192 p16_nosplit p16_nosplit_dct p16_nosplit_haar" "p16 p16_haar" ;;
   guidance-p8)
     for rule in naive resampling; do
       timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules $rule --w 0.5 1 2 3 --gamma \
