@@ -97,7 +97,8 @@ def haar_basis(p, C):
     first."""
     if p < 1 or p & (p - 1): raise ValueError(f"haar_basis: p must be a power of 2, got {p}")
     colour = dct_basis(1, C).double()                 # (C, C): the colour transform alone
-    half = lambda s: torch.cat([torch.ones(s // 2), -torch.ones(s // 2)]).double()     # (s,)
+    one = lambda s: torch.ones(s, dtype=torch.float64)                            # (s,)
+    half = lambda s: torch.cat([one(s // 2), -one(s // 2)])                       # (s,): + then −
     cols, keys = [], []
     def add(f, s, c, kind, pos):                      # f: (p, p) spatial function of norm 1
         cols.append(torch.einsum('rs,k->rsk', f, colour[:, c]).reshape(-1))
@@ -107,11 +108,10 @@ def haar_basis(p, C):
     while s >= 2:
         for bi in range(p // s):
             for bj in range(p // s):
-                for kind, (u, v) in enumerate([(1, half(s)), (half(s), 1), (half(s), half(s))]):
+                pairs = [(one(s), half(s)), (half(s), one(s)), (half(s), half(s))]   # (row, col)
+                for kind, (u, v) in enumerate(pairs):
                     f = torch.zeros(p, p, dtype=torch.float64)
-                    f[bi * s:(bi + 1) * s, bj * s:(bj + 1) * s] = torch.outer(
-                        torch.as_tensor(u, dtype=torch.float64).expand(s),
-                        torch.as_tensor(v, dtype=torch.float64).expand(s)) / s
+                    f[bi * s:(bi + 1) * s, bj * s:(bj + 1) * s] = torch.outer(u, v) / s
                     for c in range(C): add(f, s, c, kind, bi * p + bj)
         s //= 2
     order = sorted(range(len(cols)), key=keys.__getitem__)
