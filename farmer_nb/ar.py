@@ -131,9 +131,10 @@ def _draw_given(g, u, eps):
 # %% ../nbs/04_ar.ipynb #b70ae1ad
 @patch
 @torch.no_grad()
-def sample_from_noise(self: ARPrior, c, noise, T_pi=1.0, T_sigma=1.0, gamma=1.0):
+def sample_from_noise(self: ARPrior, c, noise, T_pi=1.0, T_sigma=1.0, gamma=1.0, step=None):
     """`sample` for labels c (B,) on the numbers of `draw_noise`: (Z^I (B, N, d_I),
-    Z^R (B, N, d_R)); no generator, no host sync."""
+    Z^R (B, N, d_R)); no generator, no host sync. `step`: `decode_step` or a compiled copy of it,
+    for static-shape decoding; None: `sample`'s cached loop."""
     B, dev, dtype = c.shape[0], c.device, self.pos_emb.dtype
     for name, v in dict(T_pi=T_pi, T_sigma=T_sigma, gamma=gamma).items():
         check_scale(v, name, MAX_SCALE)
@@ -142,10 +143,14 @@ def sample_from_noise(self: ARPrior, c, noise, T_pi=1.0, T_sigma=1.0, gamma=1.0)
     h = self.transformer(self.inputs(None, c), caches)[:, -1]                   # (B, width) at M−1
     hs = []                                                         # h at z_i's position, per token
     for i in range(self.N):
-        g = self.head_I(h).temper(T_pi, T_sigma)
-        z = _draw_given(g, noise['u_I'][:, i], noise['eps_I'][:, i])
-        z_I[:, i] = z.to(dtype)                                                 # (B, d_I)
-        h = self.transformer(self.inputs(z_I[:, i:i + 1], c, self.M + i), caches)[:, -1]
+        if step is not None:
+            i_t = torch.full((1,), i, device=dev)                      # the position, as a tensor
+            h = step(h.contiguous(), i_t, noise, z_I, caches, T_pi, T_sigma)
+        else:
+            g = self.head_I(h).temper(T_pi, T_sigma)
+            z = _draw_given(g, noise['u_I'][:, i], noise['eps_I'][:, i])
+            z_I[:, i] = z.to(dtype)                                             # (B, d_I)
+            h = self.transformer(self.inputs(z_I[:, i:i + 1], c, self.M + i), caches)[:, -1]
         if self.per_token: hs.append(h)
     if not self.d_R: return z_I, z_I.new_zeros(B, self.N, 0)
     if self.head_R is None: return z_I, T_sigma * gamma * noise['eps_R'].to(dtype)
@@ -156,3 +161,16 @@ def sample_from_noise(self: ARPrior, c, noise, T_pi=1.0, T_sigma=1.0, gamma=1.0)
         g = GMM(g.logits[:, None], g.mu[:, None], g.log_sigma[:, None])
     z_R = _draw_given(g, noise['u_R'], noise['eps_R'])
     return z_I, z_R.to(dtype)                                         # (B, N, d_I), (B, N, d_R)
+
+# %% ../nbs/04_ar.ipynb #aa3c7cf8
+@patch
+def decode_step(self: ARPrior, h, i, noise, z_I, caches, T_pi=1.0, T_sigma=1.0):
+    """One token of `sample_from_noise` with static shapes: z_i from G_i = head_I(h) (h: (B, W)) and
+    the numbers at i, written into z_I (B, N, d_I); returns h (B, W) at z_i's position. `i` is a
+    (1,) long tensor, so one compiled graph serves every position."""
+    g = self.head_I(h).temper(T_pi, T_sigma)
+    u, eps = noise['u_I'].index_select(1, i)[:, 0], noise['eps_I'].index_select(1, i)[:, 0]
+    z = _draw_given(g, u, eps).to(z_I.dtype)                                    # (B, d_I)
+    z_I.index_copy_(1, i, z[:, None])
+    x = self.embed(z[:, None]) + self.pos_emb.index_select(1, self.M + i)       # (B, 1, W)
+    return self.transformer(x, caches, pos=self.M + i)[:, -1]                   # (B, W)

@@ -626,12 +626,15 @@ SAMPLING_CASES = {                 # `farmer bench sample --cases KEY ...`: key 
     'whole-student-cfg': 'whole sampler, student + CFG',
     'fast': 'fast sampler',
     'fast-student': 'fast sampler, student',
+    'fast-compiled': 'fast sampler, compiled prior step',
+    'fast-student-compiled': 'fast sampler, student, compiled prior',
 }
 _CASE_NEEDS = {                    # what a case needs beyond a model: a GPU, a student, an AR prior
     'graph': ('cuda',), 'whole-graph': ('cuda', 'farmer'), 'student': ('student',),
     'prior': ('farmer',), 'prior-cfg': ('farmer',), 'whole-student': ('student',),
     'whole-student-cfg': ('student', 'farmer'), 'fast': ('farmer',),
-    'fast-student': ('farmer', 'student'),
+    'fast-student': ('farmer', 'student'), 'fast-compiled': ('farmer',),
+    'fast-student-compiled': ('farmer', 'student'),
 }
 _NEED_TEXT = dict(cuda='a CUDA device', student='--student',
                   farmer='a FARMER model, with an AR prior')
@@ -652,8 +655,8 @@ def _sampling_cases(model, B: int, z, c, student: bool, jacobi_tol: float = 1e-3
         g = GraphedInverse(model.flow, z)
         return (lambda: model.sample(c, inverse=g)) if whole else (lambda: g(z))
 
-    def fast(inverse):
-        sampler = FastSampler(model, B, inverse)
+    def fast(inverse, compile_prior=False):
+        sampler = FastSampler(model, B, inverse, compile_prior=compile_prior)
         return lambda: sampler(c)
 
     def guided(inverse):
@@ -673,6 +676,8 @@ def _sampling_cases(model, B: int, z, c, student: bool, jacobi_tol: float = 1e-3
         'whole-student-cfg': lambda: guided('student'),
         'fast': lambda: fast('teacher'),               # 08_distill: one CUDA graph (eager on a CPU)
         'fast-student': lambda: fast('student'),
+        'fast-compiled': lambda: fast('teacher', True),       # the prior's step, compiled
+        'fast-student-compiled': lambda: fast('student', True),
     }
     has = _has(model, student)
     return {k: build for k, build in cases.items() if all(has[n] for n in _CASE_NEEDS.get(k, ()))}
@@ -741,10 +746,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
             z = _bench_latents(model, c)                                      # (B, N, d)
             cases = _sampling_cases(model, B, z, c, bool(args.student), args.jacobi_tol,
                                     args.jacobi_segments)
-            for key in args.cases or SAMPLING_CASES:
+            for key in args.cases or [k for k in SAMPLING_CASES if not k.endswith('compiled')]:
                 if key not in cases:
                     if args.cases:                   # asked for by name: say why it is missing
-                        print(f"{SAMPLING_CASES[key]:34s} batch {B:5d}: not available here "
+                        print(f"{SAMPLING_CASES[key]:38s} batch {B:5d}: not available here "
                               f"({_missing_because(key, model, bool(args.student))})", flush=True)
                     continue
                 s = median_time(cases[key](), dev, reps=args.reps)
@@ -753,7 +758,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
                                  ms_per_image=1e3 * s / B, img_per_s=B / s))
                 if key == 'jacobi':
                     rows[-1].update(_jacobi_check(model, z, args.jacobi_tol, args.jacobi_segments))
-                print(f"{SAMPLING_CASES[key]:34s} batch {B:5d}: {1e3 * s:9.2f} ms/batch  "
+                print(f"{SAMPLING_CASES[key]:38s} batch {B:5d}: {1e3 * s:9.2f} ms/batch  "
                       f"{B / s:10.1f} img/s", flush=True)
     if args.out:
         _write_json(args.out, dict(device=_device_name(dev), rows=rows))
@@ -956,7 +961,7 @@ def _bench_parser(sub) -> None:
     p.add_argument('--cases', nargs='+', default=None, choices=list(SAMPLING_CASES),
                    metavar='CASE',
                    help='sample: what to time, of %(choices)s (default: all that the model and '
-                        'device have)')
+                        'device have, except the compiled ones, which compile first)')
     p.add_argument('--jacobi-tol', type=float, default=1e-3,
                    help='sample: stop a Jacobi block inverse when no value moves more than this')
     p.add_argument('--jacobi-segments', type=int, default=1,

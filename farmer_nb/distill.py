@@ -148,9 +148,10 @@ def load_student(model, path):
 # %% ../nbs/08_distill.ipynb #465b9b94
 class FastSampler:
     """`Farmer.sample` for a fixed batch size on pre-drawn noise; on CUDA the prior decode, inverse
-    and unpatchify are one CUDA graph."""
+    and unpatchify are one CUDA graph. `compile_prior`: decode with the prior's static-shape step
+    (`ARPrior.decode_step`) compiled by `torch.compile`, one graph for every position."""
     def __init__(self, model, batch_size, inverse='teacher', T_pi=1.0, T_sigma=1.0, gamma=1.0,
-                 guidance=None, warmup=2):
+                 guidance=None, warmup=2, compile_prior=False):
         if guidance is not None:
             raise ValueError("guidance: FastSampler has no guidance; use "
                              "model.sample(..., guidance=rule)")
@@ -174,13 +175,16 @@ class FastSampler:
         self.c = torch.full((batch_size,), null, dtype=torch.long, device=dev)   # static (B,)
         gen = torch.Generator(dev).manual_seed(0)
         self.noise = model.prior.draw_noise(batch_size, gen)        # static noise buffers
+        self.step = None                                             # None: the prior's plain loop
+        if compile_prior:
+            self.step = torch.compile(model.prior.decode_step, fullgraph=True, dynamic=False)
         self.graph = self._capture(warmup) if dev.type == 'cuda' else None
 
     def _images(self):
         """Static labels and noise → images (B, C, H, W) in model units, as `Farmer.sample` computes
         them: the captured part."""
         m = self.model
-        z_I, z_R = m.prior.sample_from_noise(self.c, self.noise, *self.temps)
+        z_I, z_R = m.prior.sample_from_noise(self.c, self.noise, *self.temps, step=self.step)
         X = self.inverse(m.unlatent(z_I, z_R), self.c)                  # (B, N, d)
         return unpatchify(X, m.cfg.patch, m.cfg.image_shape)
 

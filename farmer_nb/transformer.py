@@ -30,6 +30,13 @@ class KVCache:
         self.v[:, :, self.pos:self.pos + T] = v
         self.pos += T
         return self.k[:, :, :self.pos], self.v[:, :, :self.pos]
+    def write_at(self, k, v, pos):
+        """Write k, v (B, h, T, hd) at the positions `pos` (T,), a long tensor; return the
+        whole cache and the mask (T, T_max) of the positions each new one sees: those ≤ its own."""
+        self.k.index_copy_(2, pos, k.to(self.k.dtype))
+        self.v.index_copy_(2, pos, v.to(self.v.dtype))
+        seen = torch.arange(self.k.shape[2], device=pos.device) <= pos[:, None]     # (T, T_max)
+        return self.k, self.v, seen
 
 # %% ../nbs/01_transformer.ipynb #c7b67ef4
 class Attention(nn.Module):
@@ -41,16 +48,22 @@ class Attention(nn.Module):
         self.n_heads, self.head_dim, self.causal = width // head_dim, head_dim, causal
         self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
 
-    def forward(self, x, cache=None, temperature=1.0):
+    def forward(self, x, cache=None, temperature=1.0, pos=None):
+        "x (B, T, W) → (B, T, W); with `pos` (T,), a long tensor: `cache.write_at` those positions."
         B, T, W = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)                                  # each (B, h, T, hd)
+        scale = 1 / (math.sqrt(self.head_dim) * temperature)
+        if pos is not None:                               # static shapes: the whole cache, masked
+            k, v, seen = cache.write_at(k, v, pos)                            # (B, h, T_max, hd)
+            out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=seen,
+                                                 scale=scale)
+            return self.proj(out.transpose(1, 2).reshape(B, T, W))            # (B, T, W)
         start = 0
         if cache is not None:
             start = cache.pos
             k, v = cache.append(k, v)                                         # (B, h, start+T, hd)
         k, v = k.to(q.dtype), v.to(q.dtype)
-        scale = 1 / (math.sqrt(self.head_dim) * temperature)
         if not self.causal or T == 1: out = F.scaled_dot_product_attention(q, k, v, scale=scale)
         elif start == 0: out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
         else:
@@ -68,8 +81,8 @@ class Block(nn.Module):
         self.attn = Attention(width, head_dim, causal)
         hidden = mlp_ratio * width
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
-    def forward(self, x, cache=None, temperature=1.0):
-        x = x + self.attn(self.norm1(x), cache, temperature)
+    def forward(self, x, cache=None, temperature=1.0, pos=None):
+        x = x + self.attn(self.norm1(x), cache, temperature, pos)
         return x + self.mlp(self.norm2(x))
 
 # %% ../nbs/01_transformer.ipynb #a17b98c0
@@ -80,9 +93,10 @@ class Transformer(nn.Module):
         self.width, self.head_dim = width, head_dim
         self.layers = nn.ModuleList(Block(width, head_dim, causal, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width) if final_norm else nn.Identity()
-    def forward(self, x, caches=None, temperature=1.0):
+    def forward(self, x, caches=None, temperature=1.0, pos=None):
+        "x (B, T, width) → same; `pos` (T,): static-shape decoding at those positions of `caches`."
         for i, layer in enumerate(self.layers):
-            x = layer(x, None if caches is None else caches[i], temperature)
+            x = layer(x, None if caches is None else caches[i], temperature, pos)
         return self.norm(x)
     def make_caches(self, B, T_max, device=None, dtype=torch.float32):
         "One empty `KVCache` per layer for incremental decoding of up to `T_max` positions."

@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# 1-2. Data, Chromium for the docs tests, and the Python environment (with the docs tools).
-APT_PACKAGES="dataset-fashion-mnist chromium" EXTRAS="dev,docs" . scripts/setup.sh
+# 1-2. Data, Chromium for the docs tests, a C++ compiler (torch.compile on a CPU), and the Python
+#      environment (with the docs tools).
+APT_PACKAGES="dataset-fashion-mnist chromium g++" EXTRAS="dev,docs" . scripts/setup.sh
 
 # 2b. Emoji64, the colour dataset (two npm tarballs, 136 MB, fetched once with npm and decoded into a cache, ~30 s);
 #     without npm the tests that need the real images are skipped.
