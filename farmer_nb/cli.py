@@ -626,7 +626,7 @@ SAMPLING_CASES = {                 # `farmer bench sample --cases KEY ...`: key 
     'whole-student-cfg': 'whole sampler, student + CFG',
     'fast': 'fast sampler',
     'fast-student': 'fast sampler, student',
-    'fast-compiled': 'fast sampler, compiled prior step',
+    'fast-compiled': 'fast sampler, compiled prior',
     'fast-student-compiled': 'fast sampler, student, compiled prior',
 }
 _CASE_NEEDS = {                    # what a case needs beyond a model: a GPU, a student, an AR prior
