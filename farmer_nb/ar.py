@@ -65,6 +65,11 @@ def log_prob(self: ARPrior, z_I, z_R, c):
     return lp - 0.5 * (z_R.to(lp.dtype).pow(2) + math.log(2 * math.pi)).flatten(1).sum(1)
 
 # %% ../nbs/04_ar.ipynb #8d652e6b
+def _kv_dtype(dev, dtype):
+    """The KV cache's dtype: autocast's where autocast is on (keys and values come out of its
+    matmuls in that dtype, so a wider cache only costs a cast of the whole cache each step)."""
+    return torch.get_autocast_dtype(dev.type) if torch.is_autocast_enabled(dev.type) else dtype
+
 @patch
 @torch.no_grad()
 def sample(self: ARPrior, c, T_pi=1.0, T_sigma=1.0, gamma=1.0, generator=None, use_cache=True,
@@ -85,7 +90,8 @@ def sample(self: ARPrior, c, T_pi=1.0, T_sigma=1.0, gamma=1.0, generator=None, u
         return rule(g[:B], g[B:], n=n, generator=generator)
     z_I = torch.zeros(len(c), self.N, self.d_I, device=dev, dtype=dtype)   # (B or 2B, N, d_I)
     caches = None
-    if use_cache: caches = self.transformer.make_caches(len(c), self.M + self.N, dev, dtype)
+    if use_cache:
+        caches = self.transformer.make_caches(len(c), self.M + self.N, dev, _kv_dtype(dev, dtype))
     h = self.transformer(self.inputs(None, c), caches)[:, -1]     # (B or 2B, width) at position M−1
     hs = []                                                        # h at z_i's position, per token
     for i in range(self.N):
@@ -139,7 +145,7 @@ def sample_from_noise(self: ARPrior, c, noise, T_pi=1.0, T_sigma=1.0, gamma=1.0,
     for name, v in dict(T_pi=T_pi, T_sigma=T_sigma, gamma=gamma).items():
         check_scale(v, name, MAX_SCALE)
     z_I = torch.zeros(B, self.N, self.d_I, device=dev, dtype=dtype)             # (B, N, d_I)
-    caches = self.transformer.make_caches(B, self.M + self.N, dev, dtype)
+    caches = self.transformer.make_caches(B, self.M + self.N, dev, _kv_dtype(dev, dtype))
     h = self.transformer(self.inputs(None, c), caches)[:, -1]                   # (B, width) at M−1
     hs = []                                                         # h at z_i's position, per token
     for i in range(self.N):
