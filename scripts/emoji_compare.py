@@ -161,19 +161,20 @@ def cmd_guidance(args, dev):
     net = feature_net(dev)
     res = dict(env=env(dev), args=vars(args), rows=[])
     write = lambda: (out/'results.json').write_text(json.dumps(res, indent=1, default=str))
-    settings = [('none', 0.0, g) for g in args.gamma]
-    settings += [(rule, w, 1.0) for rule in args.rules for w in args.w]
-    for rule, w, gamma in settings:
+    settings = [('none', 0.0, g, 1.0) for g in args.gamma]
+    settings += [('none', 0.0, 1.0, t) for t in args.T_sigma]
+    settings += [(rule, w, 1.0, 1.0) for rule in args.rules for w in args.w]
+    for rule, w, gamma, T_sigma in settings:
         if rule == 'none': r = NoGuidance()
         elif rule == 'naive': r = NaiveGuidance(w)
         else: r = Resampling(w, args.s, args.s, T_pi_v=args.T_pi_v, T_sigma_v=args.T_sigma_v, T_s=args.T_s)
-        name = f'{rule}_w{w:g}_g{gamma:g}'
-        q, fake = score(model, test, net, out/f'samples_{name}.npz', args.repeats, args.seed, guidance=r, gamma=gamma,
-                        batch=args.batch)
-        res['rows'].append(dict(rule=rule, w=w, gamma=gamma, **q))
+        name = f'{rule}_w{w:g}_g{gamma:g}' + (f'_t{T_sigma:g}' if T_sigma != 1.0 else '')
+        kw = dict(gamma=gamma, **(dict(T_sigma=T_sigma) if T_sigma != 1.0 else dict(guidance=r)))
+        q, fake = score(model, test, net, out/f'samples_{name}.npz', args.repeats, args.seed, batch=args.batch, **kw)
+        res['rows'].append(dict(rule=rule, w=w, gamma=gamma, T_sigma=T_sigma, **q))
         print(json.dumps(res['rows'][-1]), flush=True)
         write()
-        save_png(class_grid(model, guidance=r, gamma=gamma), out/f'samples_{name}.png', scale=1)
+        save_png(class_grid(model, **kw), out/f'samples_{name}.png', scale=1)
     return res
 
 @torch.no_grad()
@@ -234,7 +235,8 @@ def cmd_score(args, dev):
         res_path = path.parent/'results.json'
         res = json.loads(res_path.read_text())
         if 'rows' in res:                                                     # a guidance run: one row per samples file
-            row = next(r for r in res['rows'] if path.name == f"samples_{r['rule']}_w{r['w']:g}_g{r['gamma']:g}.npz")
+            row = next(r for r in res['rows'] if path.name == f"samples_{r['rule']}_w{r['w']:g}_g{r['gamma']:g}"
+                       + (f"_t{r['T_sigma']:g}" if r.get('T_sigma', 1.0) != 1.0 else '') + '.npz')
             row.update(q)
         else: res.setdefault('quality', {}).update(q)
         res_path.write_text(json.dumps(res, indent=1, default=str))
@@ -261,6 +263,8 @@ def main():
     g.add_argument('--rules', nargs='*', default=['naive', 'resampling'])
     g.add_argument('--w', type=float, nargs='*', default=[0.5, 1, 2, 3])
     g.add_argument('--gamma', type=float, nargs='*', default=[1.0], help='redundant-std scales, without guidance')
+    g.add_argument('--T-sigma', type=float, nargs='*', default=[],
+                   help='std temperatures of the informative mixtures (every channel without a split), without guidance')
     g.add_argument('--s', type=int, default=5, help='resampling candidates per stream')
     g.add_argument('--T-pi-v', type=float, default=1.0)
     g.add_argument('--T-sigma-v', type=float, default=1.0)
