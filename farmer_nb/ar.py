@@ -147,11 +147,13 @@ def sample_from_noise(self: ARPrior, c, noise, T_pi=1.0, T_sigma=1.0, gamma=1.0,
     z_I = torch.zeros(B, self.N, self.d_I, device=dev, dtype=dtype)             # (B, N, d_I)
     caches = self.transformer.make_caches(B, self.M + self.N, dev, _kv_dtype(dev, dtype))
     h = self.transformer(self.inputs(None, c), caches)[:, -1]                   # (B, width) at M−1
+    if step is not None:                       # the strides of every later h: one compiled graph
+        h = h.clone(memory_format=torch.contiguous_format)
     hs = []                                                         # h at z_i's position, per token
     for i in range(self.N):
         if step is not None:
             i_t = torch.full((1,), i, device=dev)                      # the position, as a tensor
-            h = step(h.contiguous(), i_t, noise, z_I, caches, T_pi, T_sigma)
+            h = step(h, i_t, noise, z_I, caches, T_pi, T_sigma)
         else:
             g = self.head_I(h).temper(T_pi, T_sigma)
             z = _draw_given(g, noise['u_I'][:, i], noise['eps_I'][:, i])
