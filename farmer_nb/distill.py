@@ -146,6 +146,18 @@ def load_student(model, path):
     return student
 
 # %% ../nbs/08_distill.ipynb #465b9b94
+def _compiled_step(prior):
+    "`prior.decode_step` compiled once for every position; a failed compilation says what it needs."
+    step = torch.compile(prior.decode_step, fullgraph=True, dynamic=False)
+    def run(*args):
+        try:
+            return step(*args)
+        except torch._dynamo.exc.BackendCompilerFailed as e:
+            why = str(e).splitlines()[0]
+            raise RuntimeError(f"compile_prior=True: torch.compile failed ({why}); on a CPU it "
+                               "needs a C++ compiler (g++), or use compile_prior=False") from None
+    return run
+
 class FastSampler:
     """`Farmer.sample` for a fixed batch size on pre-drawn noise; on CUDA the prior decode, inverse
     and unpatchify are one CUDA graph. `compile_prior`: decode with the prior's static-shape step
@@ -176,8 +188,7 @@ class FastSampler:
         gen = torch.Generator(dev).manual_seed(0)
         self.noise = model.prior.draw_noise(batch_size, gen)        # static noise buffers
         self.step = None                                             # None: the prior's plain loop
-        if compile_prior:
-            self.step = torch.compile(model.prior.decode_step, fullgraph=True, dynamic=False)
+        if compile_prior: self.step = _compiled_step(model.prior)
         self.graph = self._capture(warmup) if dev.type == 'cuda' else None
 
     def _images(self):
