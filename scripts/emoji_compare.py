@@ -154,6 +154,10 @@ def cmd_train(args, dev):
     save_png(class_grid(model), out/'samples.png', scale=1)
     return res
 
+def setting_name(rule, w, gamma, T_sigma=1.0):
+    "The file-name part of one guidance setting: rule, w, γ and (where not 1) T_σ."
+    return f'{rule}_w{w:g}_g{gamma:g}' + (f'_t{T_sigma:g}' if T_sigma != 1.0 else '')
+
 def cmd_guidance(args, dev):
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     test = Emoji64('test')
@@ -168,7 +172,7 @@ def cmd_guidance(args, dev):
         if rule == 'none': r = NoGuidance()
         elif rule == 'naive': r = NaiveGuidance(w)
         else: r = Resampling(w, args.s, args.s, T_pi_v=args.T_pi_v, T_sigma_v=args.T_sigma_v, T_s=args.T_s)
-        name = f'{rule}_w{w:g}_g{gamma:g}' + (f'_t{T_sigma:g}' if T_sigma != 1.0 else '')
+        name = setting_name(rule, w, gamma, T_sigma)
         kw = dict(gamma=gamma, **(dict(T_sigma=T_sigma) if T_sigma != 1.0 else dict(guidance=r)))
         q, fake = score(model, test, net, out/f'samples_{name}.npz', args.repeats, args.seed, batch=args.batch, **kw)
         res['rows'].append(dict(rule=rule, w=w, gamma=gamma, T_sigma=T_sigma, **q))
@@ -235,8 +239,8 @@ def cmd_score(args, dev):
         res_path = path.parent/'results.json'
         res = json.loads(res_path.read_text())
         if 'rows' in res:                                                     # a guidance run: one row per samples file
-            row = next(r for r in res['rows'] if path.name == f"samples_{r['rule']}_w{r['w']:g}_g{r['gamma']:g}"
-                       + (f"_t{r['T_sigma']:g}" if r.get('T_sigma', 1.0) != 1.0 else '') + '.npz')
+            row = next(r for r in res['rows'] if path.name == 'samples_' + setting_name(
+                r['rule'], r['w'], r['gamma'], r.get('T_sigma', 1.0)) + '.npz')
             row.update(q)
         else: res.setdefault('quality', {}).update(q)
         res_path.write_text(json.dumps(res, indent=1, default=str))
@@ -264,7 +268,7 @@ def main():
     g.add_argument('--w', type=float, nargs='*', default=[0.5, 1, 2, 3])
     g.add_argument('--gamma', type=float, nargs='*', default=[1.0], help='redundant-std scales, without guidance')
     g.add_argument('--T-sigma', type=float, nargs='*', default=[],
-                   help='std temperatures of the informative mixtures (every channel without a split), without guidance')
+                   help='std temperatures of every mixture (informative and redundant), without guidance')
     g.add_argument('--s', type=int, default=5, help='resampling candidates per stream')
     g.add_argument('--T-pi-v', type=float, default=1.0)
     g.add_argument('--T-sigma-v', type=float, default=1.0)

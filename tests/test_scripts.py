@@ -196,3 +196,27 @@ def test_emoji_paired_bpd_uses_the_same_noise(tmp_path, monkeypatch):
     rows = json.loads(out.read_text())['rows']
     assert rows[2]['diff'] == 0 and rows[2]['diff_se'] == 0 and rows[2]['bpd'] == rows[0]['bpd']
     assert rows[1]['diff'] == pytest.approx(rows[1]['bpd'] - rows[0]['bpd'], abs=1e-9) and rows[1]['diff'] != 0
+
+
+def test_emoji_guidance_names_each_setting(tmp_path, monkeypatch):
+    "guidance: one samples file per setting, named by rule, w, γ and (where not 1) T_σ; T_σ changes the draws."
+    import numpy as np
+    import torch
+    from types import SimpleNamespace
+    from farmer_nb.model import Farmer, get_config, randomize_model_, save_model
+    ec = load_script('emoji_compare')
+    stub = SimpleNamespace(images=torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8), labels=torch.arange(8) % 4)
+    monkeypatch.setattr(ec, 'Emoji64', lambda split: stub)
+    monkeypatch.setattr(ec, 'feature_net', lambda dev: None)                  # samples only, no scores
+    torch.manual_seed(0)
+    m = randomize_model_(Farmer(get_config('farmer-tiny')))
+    save_model(m, tmp_path/'m.safetensors')
+    out = tmp_path/'g'
+    ec.cmd_guidance(SimpleNamespace(model=str(tmp_path/'m.safetensors'), rules=[], w=[], gamma=[1.0], T_sigma=[1.5],
+                                    s=5, T_pi_v=1.0, T_sigma_v=1.0, T_s=1.0, batch=750, repeats=1, seed=0,
+                                    out=str(out)), torch.device('cpu'))
+    files = sorted(p.name for p in out.glob('samples_*.npz'))
+    assert files == ['samples_none_w0_g1.npz', 'samples_none_w0_g1_t1.5.npz']
+    a, b = (np.load(out/f)['images'] for f in files)
+    assert a.shape == b.shape and not np.array_equal(a, b)
+    assert [r['T_sigma'] for r in json.loads((out/'results.json').read_text())['rows']] == [1.0, 1.5]
