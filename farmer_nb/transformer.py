@@ -53,23 +53,22 @@ class Attention(nn.Module):
         B, T, W = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)                                  # each (B, h, T, hd)
-        scale = 1 / (math.sqrt(self.head_dim) * temperature)
+        mask, is_causal = None, False
         if pos is not None:                               # static shapes: the whole cache, masked
-            k, v, seen = cache.write_at(k, v, pos)                            # (B, h, T_max, hd)
-            out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=seen,
-                                                 scale=scale)
-            return self.proj(out.transpose(1, 2).reshape(B, T, W))            # (B, T, W)
-        start = 0
-        if cache is not None:
-            start = cache.pos
-            k, v = cache.append(k, v)                                         # (B, h, start+T, hd)
-        k, v = k.to(q.dtype), v.to(q.dtype)
-        if not self.causal or T == 1: out = F.scaled_dot_product_attention(q, k, v, scale=scale)
-        elif start == 0: out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+            k, v, mask = cache.write_at(k, v, pos)                            # (B, h, T_max, hd)
         else:
-            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device)
-            mask = mask.tril(start)                                           # (T, start+T)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+            start = 0
+            if cache is not None:
+                start = cache.pos
+                k, v = cache.append(k, v)                                     # (B, h, start+T, hd)
+            if self.causal and T > 1:              # (a single new token sees everything: no mask)
+                is_causal = start == 0
+                if not is_causal:
+                    mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device)
+                    mask = mask.tril(start)                                   # (T, start+T)
+        scale = 1 / (math.sqrt(self.head_dim) * temperature)
+        out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask,
+                                             is_causal=is_causal, scale=scale)
         return self.proj(out.transpose(1, 2).reshape(B, T, W))                # (B, T, W)
 
 # %% ../nbs/01_transformer.ipynb #dcfcd738
