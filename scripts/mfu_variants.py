@@ -16,13 +16,52 @@ Variants (one change each, against `folded`, the library's default):
   regional-ma  no whole-model compile: each transformer layer compiled on its own with mode 'max-autotune'
                (Triton matmul templates that can fuse GELU and bias into the matmul; all 32 layers share one
                compiled graph, so autotuning runs once per matmul shape)
+  fp8          the Linear layers inside the transformer layers (attention and MLP) as torchao's Float8Linear
+               (tensorwise dynamic scaling, float8 matmuls on H100/H200); the flow's input and output
+               projections, the AR prior's heads and all affine and log-det math stay as they are
+               (needs `pip install torchao`)
+  liger-ln     every LayerNorm of the transformer layers as Liger-Kernel's fused Triton LayerNorm, weights
+               copied (needs `pip install liger-kernel`)
+Both ecosystem variants are optional: the library does not depend on either package.
 Prints one line per variant, writes <variant>.json (the bench's rows) and summary.json into --out. A variant
 that runs out of the time left is reported as such; one with less than 30 s left is not started.
 """
 import argparse, json, subprocess, sys, time
 from pathlib import Path
 
-VARIANTS = ('folded', 'clip-pass', 'flash', 'tune', 'tune-pointwise', 'fp32-residual', 'regional-ma')
+VARIANTS = ('folded', 'clip-pass', 'flash', 'tune', 'tune-pointwise', 'fp32-residual', 'regional-ma', 'fp8',
+            'liger-ln')
+
+
+def to_float8(model):
+    "torchao float8 training for the Linear layers of every transformer layer (`Block`); the rest untouched."
+    from torchao.float8 import convert_to_float8_training
+    from farmer_nb.transformer import Block
+    for m in model.modules():
+        if isinstance(m, Block): convert_to_float8_training(m)
+    return model
+
+
+def to_liger_layernorm(model):
+    "Each `nn.LayerNorm` of the transformer layers replaced by Liger-Kernel's LayerNorm (same weights and eps)."
+    import torch
+    from liger_kernel.transformers import LigerLayerNorm
+    from farmer_nb.transformer import Block, Transformer
+    for m in model.modules():
+        if not isinstance(m, (Block, Transformer)): continue
+        for name, ln in list(m.named_children()):
+            if not isinstance(ln, torch.nn.LayerNorm): continue
+            new = LigerLayerNorm(ln.normalized_shape[0], eps=ln.eps, bias=True).to(ln.weight.device)
+            with torch.no_grad(): new.weight.copy_(ln.weight); new.bias.copy_(ln.bias)
+            setattr(m, name, new)
+    return model
+
+
+def patch_build(change):
+    "Make `farmer bench` build its model through `change` (applied before it is moved or compiled)."
+    import farmer_nb.model
+    build = farmer_nb.model.build_model
+    farmer_nb.model.build_model = lambda cfg: change(build(cfg))
 
 
 def clip_pass_step(net, opt, y, c, grad_clip=1.0, amp_dtype=None):
@@ -50,6 +89,8 @@ def run_variant(args):
     if args.variant.startswith('tune'): torch._inductor.config.coordinate_descent_tuning = True
     if args.variant == 'tune-pointwise': torch._inductor.config.max_autotune_pointwise = True
     compile_args = [] if args.compile == 'none' else ['--compile', args.compile]
+    if args.variant == 'fp8': patch_build(to_float8)
+    if args.variant == 'liger-ln': patch_build(to_liger_layernorm)
     if args.variant == 'regional-ma':
         import farmer_nb.model
         from farmer_nb.transformer import Block
