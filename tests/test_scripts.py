@@ -1,7 +1,7 @@
 "Smoke tests of the measurement scripts: they run end to end on a few images and record the configurations they claim."
 import json, subprocess, sys
 from pathlib import Path
-import pytest
+import pytest, torch
 from scriptload import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +30,18 @@ def test_mfu_variants_smoke(tmp_path):
     rows = json.loads((tmp_path/'summary.json').read_text())
     assert [r['variant'] for r in rows] == ['folded', 'clip-pass', 'fp32-residual']
     assert all(r['status'] == 'ok' and r['batch'] == 8 and r['ms_per_step'] > 0 for r in rows)
+
+
+def test_mfu_fp8_converts_only_the_transformer_layers():
+    "The fp8 variant swaps the four Linear layers of each transformer layer; the flow's projections stay nn.Linear."
+    pytest.importorskip('torchao')
+    from farmer_nb.model import build_model, get_config
+    from farmer_nb.transformer import Block
+    from torchao.float8.float8_linear import Float8Linear
+    model = load_script('mfu_variants').to_float8(build_model(get_config('tarflow-tiny')))
+    n_blocks = sum(isinstance(m, Block) for m in model.modules())
+    assert sum(isinstance(m, Float8Linear) for m in model.modules()) == 4 * n_blocks > 0
+    assert all(type(b.proj_in) is type(b.proj_out) is torch.nn.Linear for b in model.flow.blocks)
 
 
 def test_dim_nll_sums_to_the_nll():
