@@ -476,8 +476,8 @@ def check_images(x, shape=None, dtype='uint8', name='x', max_abs=1.5):
 def check_labels(labels, num_classes, batch_size=None, name='labels'):
     "Check class labels: an int64-like tensor (B,) with values in [0, num_classes)."
     if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor of class indices, "
-                        f"got {type(labels).__name__}")
+        raise TypeError(f"{name}: expected a torch.Tensor of class indices (B,), got "
+                        f"{type(labels).__name__}; e.g. torch.tensor([3]) for one label 3")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise TypeError(f"{name}: expected integer class indices, got {labels.dtype}")
     if labels.ndim != 1 or (batch_size is not None and labels.shape[0] != batch_size):

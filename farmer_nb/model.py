@@ -445,6 +445,8 @@ def sample(self: DensityModel,
     "Draw uint8 images (B, C, H, W): a latent from the prior, then the flow inverse."
     if labels is None and (not isinstance(n, int) or n < 1):
         raise ValueError(f"n: expected a positive int when labels is None, got {n!r}")
+    if labels is not None and not (torch.is_tensor(labels) and labels.ndim == 1):
+        check_labels(labels, self.cfg.num_classes)            # raises a clear TypeError or ValueError
     B = n if labels is None else len(labels)
     generator = noise_source(seeds, B, generator, self.device)
     c = prepare_labels(labels, self.cfg.num_classes, B, self.device)

@@ -50,6 +50,8 @@ BAD_INPUTS = [  # (id, call on the models dict, exception, message substring nam
     ('empty batch bpd', lambda m: m['cond'].bits_per_dim(PIX[:0]), ValueError, 'x: empty batch'),
     ('labels to unconditional', lambda m: m['uncond'].nll(Y, L), ValueError, 'labels: this model is unconditional (num_classes=0)'),
     ('sample labels out of range', lambda m: m['cond'].sample(torch.tensor([5])), ValueError, 'labels: expected values in [0, 4)'),
+    ('sample int label', lambda m: m['cond'].sample(3), TypeError, 'labels: expected a torch.Tensor of class indices (B,), got int; e.g. torch.tensor([3])'),
+    ('sample 0-d label', lambda m: m['cond'].sample(torch.tensor(3)), ValueError, 'labels: expected shape (B,), got ()'),
     ('sample without n', lambda m: m['uncond'].sample(), ValueError, 'n: expected a positive int when labels is None, got None'),
     ('sample n = 0', lambda m: m['uncond'].sample(n=0), ValueError, 'n: expected a positive int'),
     ('sample temperature', lambda m: m['uncond'].sample(n=1, temperature=0.0), ValueError, 'temperature: expected > 0'),
