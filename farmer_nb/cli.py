@@ -1002,7 +1002,9 @@ def _one_line(e: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     "The `farmer` command: a failure is one line on stderr, exit status 2 (FARMER_DEBUG=1 raises)."
-    args = make_parser().parse_args(argv)
+    args, extra = make_parser().parse_known_args(argv)
+    if extra:                                   # named by the subcommand, with its --help
+        _Parser(prog=f'farmer {args.command}').error(f"unrecognized arguments: {' '.join(extra)}")
     debug = bool(os.environ.get('FARMER_DEBUG'))
     try:
         _check_device(args.device)

@@ -77,6 +77,8 @@ CASES = [  # (id, argv, substring of the one-line message); {tmp} is a fresh fol
     ('unknown preset', ['train', '--preset', 'cifar'], "--preset: invalid choice: 'cifar'"),
     ('unknown command', ['fit'], "invalid choice: 'fit'"),
     ('non-number option', ['train', '--epochs', 'ten'], "--epochs: invalid int value: 'ten'"),
+    ('option of another command', ['sample', '--model', '{model}', '--labels', '3'],
+     "farmer sample: error: unrecognized arguments: --labels 3 (see farmer sample --help)"),
     ('unknown config field', ['train', '--set', 'widht=3', '--out', '{tmp}'],
      "has no field 'widht' (fields: image_shape"),
     ('override of wrong type', ['train', '--set', 'd_I=four', '--out', '{tmp}'],
