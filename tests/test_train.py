@@ -1,5 +1,5 @@
 "Tests of farmer_nb.train: the loss goes down, non-finite steps are skipped and counted, schedules, determinism."
-import math, sys
+import math, re, sys
 
 import pytest
 import torch
@@ -126,6 +126,32 @@ def test_fit_argument_checks(data):
         fit(tiny(), data.images.float(), data.labels, progress=False)
     with pytest.raises(ValueError, match=r'labels: expected values in \[0, 4\)'):
         fit(tiny(), data.images, data.labels + 4, progress=False)
+
+
+@pytest.mark.parametrize('option, value, exc, match', [
+    ('batch_size', 0, ValueError, 'batch_size: expected a finite number >= 1, got 0'),
+    ('batch_size', -4, ValueError, 'batch_size: expected a finite number >= 1, got -4'),
+    ('batch_size', 2.5, TypeError, 'batch_size: expected an int, got 2.5'),
+    ('epochs', 0, ValueError, 'epochs: expected a finite number >= 1, got 0'),
+    ('epochs', True, TypeError, 'epochs: expected an int, got True'),
+    ('lr', -1e-3, ValueError, 'lr: expected a finite number > 0, got -0.001'),
+    ('lr', float('nan'), ValueError, 'lr: expected a finite number > 0, got nan'),
+    ('grad_clip', 0, ValueError, 'grad_clip: expected a finite number > 0, got 0'),
+    ('grad_clip', None, TypeError, 'grad_clip: expected a number, got None'),
+    ('weight_decay', -0.1, ValueError, 'weight_decay: expected a finite number >= 0'),
+    ('max_steps', -1, ValueError, 'max_steps: expected a finite number >= 0, got -1'),
+    ('log_every', 0, ValueError, 'log_every: expected a finite number >= 1, got 0'),
+    ('sigma_max', float('inf'), ValueError, 'sigma_max: expected a finite number >= 0, got inf'),
+    ('stop_after', -1.0, ValueError, 'stop_after: expected a finite number >= 0, got -1.0'),
+    ('warmup_steps', '10', TypeError, "warmup_steps: expected an int, got '10'"),
+])
+def test_fit_number_checks(data, option, value, exc, match):
+    "A count, size or rate out of range is refused before any work, with a message naming it."
+    model = tiny()
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(exc, match=re.escape(match)):
+        fit(model, data.images, data.labels, progress=False, **{'batch_size': 4, option: value})
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))      # nothing trained
 
 
 @pytest.mark.parametrize('step, total, warmup, expected', [
