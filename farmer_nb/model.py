@@ -11,7 +11,7 @@ __all__ = ['PRESETS', 'DEFAULT_LR', 'PRESET_LR', 'MODELS', 'PRETRAINED', 'PRETRA
            'load_pretrained', 'preset_of', 'find_pretrained', 'model_card']
 
 # %% ../nbs/06_model.ipynb #34821004
-import contextlib, dataclasses, hashlib, importlib.util, json, math, os, typing
+import contextlib, dataclasses, hashlib, importlib.util, json, math, operator, os, typing
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
@@ -376,6 +376,9 @@ def sample_latent(self: Farmer, c, B, generator=None, T_pi=1.0, T_sigma=1.0, gam
                   guidance=None):
     """Draw a latent Z (B, N, d) from the AR prior: temperatures T_pi, T_sigma, redundant std ×
     gamma, or a `guidance` rule of `07_guidance`."""
+    if guidance is not None and not callable(guidance):
+        raise TypeError(f"guidance: expected a rule of 07_guidance, e.g. Resampling(3.0), "
+                        f"got {type(guidance).__name__} {guidance!r}")
     if guidance is not None and self.cfg.num_classes == 0:
         raise ValueError("guidance: needs a class-conditional model")
     z_I, z_R = self.prior.sample(self._null(c, B), T_pi, T_sigma, gamma, generator, rule=guidance)
@@ -385,8 +388,12 @@ def sample_latent(self: Farmer, c, B, generator=None, T_pi=1.0, T_sigma=1.0, gam
 def noise_source(seeds, B, generator, device):
     "The random source of a batch: one stream per image (a `NoiseBank`) when `seeds` are given."
     if seeds is None: return generator
-    if len(seeds) != B:
-        raise ValueError(f"seeds: expected {B} seeds, one per sample, got {len(seeds)}")
+    if isinstance(seeds, (str, bytes)) or len(seeds) != B:
+        raise ValueError(f"seeds: expected {B} seeds, one per sample, got {seeds!r}")
+    try:
+        seeds = [operator.index(s) for s in seeds]               # ints, numpy or 0-d tensor ints
+    except TypeError:
+        raise TypeError(f"seeds: expected ints, got {seeds!r}") from None
     return NoiseBank(seeds, device)
 
 @contextlib.contextmanager
@@ -448,6 +455,8 @@ def sample(self: DensityModel,
     if labels is not None and not (torch.is_tensor(labels) and labels.ndim == 1):
         check_labels(labels, self.cfg.num_classes)            # raises a clear TypeError or ValueError
     B = n if labels is None else len(labels)
+    if not (inverse is None or inverse == 'student' or callable(inverse)):
+        raise ValueError(f"inverse: expected None, 'student' or a callable, got {inverse!r}")
     generator = noise_source(seeds, B, generator, self.device)
     c = prepare_labels(labels, self.cfg.num_classes, B, self.device)
     if inverse == 'student':
