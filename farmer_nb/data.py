@@ -7,11 +7,12 @@ __all__ = ['DATASETS', 'EMOJI64', 'read_idx', 'write_idx', 'cache_dir', 'data_se
            'find_idx_files', 'IDXDataset', 'FashionMNIST', 'MNIST', 'ImageFolder', 'npm_integrity', 'emoji_search_path',
            'emoji_tarball', 'npm_pack', 'find_emoji_tarballs', 'rgb_on_white', 'read_emoji_tarball',
            'fake_emoji_tarball', 'emoji_test_split', 'build_emoji64', 'load_emoji64', 'Emoji64', 'SyntheticImages',
-           'check_images', 'check_labels', 'dequantize', 'quantize', 'nll_to_bpd', 'noise_sigma', 'patchify',
-           'unpatchify']
+           'check_images', 'check_labels', 'check_number', 'dequantize', 'quantize', 'nll_to_bpd', 'noise_sigma',
+           'patchify', 'unpatchify']
 
 # %% ../nbs/00_data.ipynb #cb011938
-import base64, gzip, hashlib, io, json, math, os, shutil, struct, subprocess, tarfile, tempfile
+import base64, gzip, hashlib, io, json, math, numbers, os, shutil, struct, subprocess
+import tarfile, tempfile
 import urllib.request
 from pathlib import Path
 import numpy as np
@@ -488,6 +489,16 @@ def check_labels(labels, num_classes, batch_size=None, name='labels'):
                          f"got [{labels.min().item()}, {labels.max().item()}]")
     return labels.long()
 
+def check_number(name, v, lo, integer=False, strict=False, none_ok=False):
+    "Refuse `v` unless it is a finite number (an int if `integer`) >= lo (> lo if `strict`)."
+    if v is None and none_ok: return
+    kind = numbers.Integral if integer else numbers.Real
+    if not isinstance(v, kind) or isinstance(v, bool):
+        raise TypeError(f"{name}: expected {'an int' if integer else 'a number'}, got {v!r}")
+    if not (math.isfinite(v) and (v > lo if strict else v >= lo)):
+        bound = f"{'>' if strict else '>='} {lo}"
+        raise ValueError(f"{name}: expected a finite number {bound}, got {v!r}")
+
 # %% ../nbs/00_data.ipynb #72290374
 def dequantize(x, mode='uniform', sigma=0.0, generator=None):
     """uint8 pixels (B, C, H, W) → model units y = (x + u)/128 − 1; `mode` 'uniform', 'center',
@@ -531,6 +542,7 @@ def patchify(x, p):
     if x.ndim != 4:
         raise ValueError(f"x: expected images (B, C, H, W), got shape {tuple(x.shape)}")
     B, C, H, W = x.shape
+    check_number('p', p, 1, integer=True)
     if H % p or W % p: raise ValueError(f"patch size {p} does not divide the image size {H}×{W}")
     x = x.reshape(B, C, H // p, p, W // p, p)                   # (B, C, h, p, w, p)
     return x.permute(0, 2, 4, 3, 5, 1).reshape(B, (H // p) * (W // p), p * p * C)   # (B, N, d)

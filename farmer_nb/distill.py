@@ -13,6 +13,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 from .flow import permute_tokens, upcast, _labels, _shift_right
 from .data import dequantize, patchify, unpatchify, quantize, check_images, check_labels
+from .data import check_number
 from .gmm import NoiseBank
 from .model import prepare_labels, noise_source, redraw_nonfinite
 from .utils import patch
@@ -68,6 +69,10 @@ def distill(model, images, labels=None, epochs=1, batch_size=256, lr=1e-3, s_max
     `model.student` and returns (student, log)."""
     check_images(images, model.cfg.image_shape, 'uint8', 'images')
     if not s_max >= 0: raise ValueError(f"s_max: expected a noise scale >= 0, got {s_max}")
+    for name, v in (('epochs', epochs), ('batch_size', batch_size), ('log_every', log_every)):
+        check_number(name, v, 1, integer=True)
+    check_number('max_steps', max_steps, 1, integer=True, none_ok=True)
+    check_number('lr', lr, 0, strict=True)
     if init is not None and not isinstance(init, Student):
         raise TypeError(f"init: expected a Student, got {type(init).__name__}")
     spe = len(images) // batch_size

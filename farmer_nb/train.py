@@ -7,13 +7,14 @@ __all__ = ['NOISES', 'lr_factor', 'embedding_ids', 'make_optimizer', 'prepare_ba
            'save_training', 'load_training', 'StepTally', 'out_of_time', 'seconds_since', 'compile_model', 'fit']
 
 # %% ../nbs/09_train.ipynb #de3c987a
-import json, math, numbers, time, warnings
+import json, math, time, warnings
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 import torch
 from tqdm.auto import tqdm
 from .data import dequantize, noise_sigma, nll_to_bpd, check_images, check_labels
+from .data import check_number
 from .model import write_tensors, read_tensors, model_from_checkpoint, state_tensors
 from .model import default_lr
 
@@ -270,26 +271,16 @@ def compile_model(net, mode=True):
 # %% ../nbs/09_train.ipynb #a9f2552b
 NOISES = ('uniform', 'gaussian', 'uniform+gaussian')     # the training-noise modes of `fit`
 
-def _number(name, v, lo, integer=False, strict=False, none_ok=False):
-    "Refuse `v` unless it is a finite number (an int if `integer`) >= lo (> lo if `strict`)."
-    if v is None and none_ok: return
-    kind = numbers.Integral if integer else numbers.Real
-    if not isinstance(v, kind) or isinstance(v, bool):
-        raise TypeError(f"{name}: expected {'an int' if integer else 'a number'}, got {v!r}")
-    if not (math.isfinite(v) and (v > lo if strict else v >= lo)):
-        bound = f"{'>' if strict else '>='} {lo}"
-        raise ValueError(f"{name}: expected a finite number {bound}, got {v!r}")
-
 def _check_fit_numbers(run):
     "The counts, sizes and rates of `fit`, before any work."
     for name, lo in (('epochs', 1), ('batch_size', 1), ('log_every', 1)):
-        _number(name, getattr(run, name), lo, integer=True)
+        check_number(name, getattr(run, name), lo, integer=True)
     for name in ('max_steps', 'warmup_steps', 'stop_at_step', 'checkpoint_every', 'sample_every'):
-        _number(name, getattr(run, name), 0, integer=True, none_ok=True)
+        check_number(name, getattr(run, name), 0, integer=True, none_ok=True)
     for name in ('lr', 'grad_clip'):
-        _number(name, getattr(run, name), 0, strict=True, none_ok=name == 'lr')
+        check_number(name, getattr(run, name), 0, strict=True, none_ok=name == 'lr')
     for name in ('weight_decay', 'sigma_max', 'sigma_min', 'stop_after'):
-        _number(name, getattr(run, name), 0, none_ok=name in ('sigma_min', 'stop_after'))
+        check_number(name, getattr(run, name), 0, none_ok=name in ('sigma_min', 'stop_after'))
 
 def _fit_setup(run):
     """Check the arguments, then set up the processes, the data, the schedule, the optimizer, the

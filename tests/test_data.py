@@ -105,6 +105,13 @@ def test_patchify_round_trip(B, C, H, W, p):
     assert torch.equal(unpatchify(X, p, (C, H, W)), x)
 
 
+@pytest.mark.parametrize('p, exc', [(0, ValueError), (-2, ValueError), (2.0, TypeError)])
+def test_patchify_refuses_a_bad_patch_size(p, exc):
+    "A patch size that is not a positive int is named (0 raised ZeroDivisionError)."
+    with pytest.raises(exc, match='p: expected'):
+        patchify(torch.zeros(1, 1, 8, 8), p)
+
+
 @pytest.mark.parametrize('C, H, W, p', [(3, 4, 6, 2), (2, 6, 9, 3), (1, 4, 4, 2)])
 def test_patchify_order(C, H, W, p):
     "Patches are in raster order and each is flattened (row, col, channel): channel fastest."

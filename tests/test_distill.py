@@ -1,5 +1,5 @@
 "Tests of farmer_nb.distill: the bidirectional student, its one-pass block inverse, Algorithm 2's loss and the training loop."
-import copy
+import copy, re
 
 import pytest
 import torch
@@ -224,6 +224,21 @@ def test_distill_refuses_batch_larger_than_dataset():
     m, ds = tiny_farmer(), SyntheticImages(n=100)
     with pytest.raises(ValueError):
         distill(m, ds.images, batch_size=256, progress=False)
+
+
+@pytest.mark.parametrize('option, value, exc, match', [
+    ('batch_size', 0, ValueError, 'batch_size: expected a finite number >= 1, got 0'),
+    ('epochs', 0, ValueError, 'epochs: expected a finite number >= 1, got 0'),
+    ('max_steps', 0, ValueError, 'max_steps: expected a finite number >= 1, got 0'),
+    ('lr', -1e-3, ValueError, 'lr: expected a finite number > 0, got -0.001'),
+    ('log_every', 2.5, TypeError, 'log_every: expected an int, got 2.5'),
+])
+def test_distill_number_checks(option, value, exc, match):
+    "distill names a count or rate out of range before any work (batch_size=0 raised ZeroDivisionError)."
+    m, ds = tiny_farmer(), SyntheticImages(n=32)
+    with pytest.raises(exc, match=re.escape(match)):
+        distill(m, ds.images, progress=False, **{'batch_size': 8, option: value})
+    assert getattr(m, 'student', None) is None
 
 
 # ---------------------------------------------------------------- the student is not part of the model
