@@ -453,7 +453,7 @@ def sample(self: DensityModel,
     if labels is None and (not isinstance(n, int) or n < 1):
         raise ValueError(f"n: expected a positive int when labels is None, got {n!r}")
     if labels is not None and not (torch.is_tensor(labels) and labels.ndim == 1):
-        check_labels(labels, self.cfg.num_classes)            # raises a clear TypeError or ValueError
+        check_labels(labels, self.cfg.num_classes)            # raises a clear TypeError/ValueError
     B = n if labels is None else len(labels)
     if not (inverse is None or inverse == 'student' or callable(inverse)):
         raise ValueError(f"inverse: expected None, 'student' or a callable, got {inverse!r}")
