@@ -245,9 +245,28 @@ class DensityModel(nn.Module):
         such as DDP see it)."""
         return self.nll(y, labels, label_drop, validate)
 
+    def _check_config(self, cfg, kind):
+        "A clear error when the model is built from something other than its config."
+        if isinstance(cfg, kind): return
+        name = type(self).__name__
+        hint = (f"; a shipped or saved model: {name}.from_pretrained({os.fspath(cfg)!r})"
+                if isinstance(cfg, (str, os.PathLike)) else '')
+        preset = 'fmnist-small' if kind is FarmerConfig else 'tarflow-fmnist'
+        raise TypeError(f"cfg: expected a {kind.__name__}, e.g. get_config({preset!r}), "
+                        f"got {type(cfg).__name__}{hint}")
+
+    def check_precision(self):
+        "Refuse weights below float32: the flow's affine maps and log-dets are computed in them."
+        if self.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"model weights are {self.dtype}; likelihoods, sampling and training "
+                            "need float32 (or float64) weights: call model.float(), and use "
+                            "torch.autocast for bf16 speed")
+
     def _inputs(self, y, labels, label_drop, validate):
         "Checked tokens X (B, N, d) in the model's dtype and labels (B,) or None."
-        if validate: check_images(y, self.cfg.image_shape, dtype='float', name='y')
+        if validate:
+            self.check_precision()
+            check_images(y, self.cfg.image_shape, dtype='float', name='y')
         c = prepare_labels(labels, self.cfg.num_classes, y.shape[0], y.device, label_drop, validate)
         return patchify(y.to(self.dtype), self.cfg.patch), c
 
@@ -271,6 +290,7 @@ class GaussianFlow(DensityModel):
     "TarFlow-style baseline: autoregressive flow + N(0, I) prior, class-conditional in the blocks."
     def __init__(self, cfg: GaussianFlowConfig):
         super().__init__()
+        self._check_config(cfg, GaussianFlowConfig)
         self.cfg = cfg
         self.flow = AutoregressiveFlow(cfg.d, cfg.N, cfg.n_blocks, cfg.width, cfg.depth,
                                        cfg.head_dim, num_classes=cfg.num_classes, clip=cfg.clip,
@@ -295,6 +315,7 @@ class Farmer(DensityModel):
     AR prior with GMM heads."""
     def __init__(self, cfg: FarmerConfig):
         super().__init__()
+        self._check_config(cfg, FarmerConfig)
         self.cfg = cfg
         self.flow = AutoregressiveFlow(cfg.d, cfg.N, cfg.n_blocks, cfg.width, cfg.depth,
                                        cfg.head_dim, num_classes=0, clip=cfg.clip,
@@ -450,6 +471,7 @@ def sample(self: DensityModel,
            # keywords of this model's `sample_latent` (see its `sample`)
            **latent) -> torch.Tensor:
     "Draw uint8 images (B, C, H, W): a latent from the prior, then the flow inverse."
+    self.check_precision()
     if labels is None and (not isinstance(n, int) or n < 1):
         raise ValueError(f"n: expected a positive int when labels is None, got {n!r}")
     if labels is not None and not (torch.is_tensor(labels) and labels.ndim == 1):
@@ -747,6 +769,9 @@ def _card_config(path: Path) -> tuple[type, typing.Any, dict]:
 def find_pretrained(name_or_path: str | os.PathLike,
                     **hub_kwargs) -> tuple[Path, Path | None, dict]:
     "(weights file, config.json or None, card info) of a path, a shipped name or a Hub repo id."
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError("name_or_path: expected a shipped name such as 'fmnist-small', a folder or "
+                        f"a .safetensors file, got {type(name_or_path).__name__}")
     s = os.fspath(name_or_path)
     p = Path(s).expanduser()
     if p.is_dir():

@@ -286,6 +286,7 @@ def _fit_setup(run):
     """Check the arguments, then set up the processes, the data, the schedule, the optimizer, the
     random generators and the loop state (from the checkpoint when resuming)."""
     _check_fit_numbers(run)
+    run.model.check_precision()
     if run.noise not in NOISES:
         raise ValueError(f"noise: expected one of {', '.join(map(repr, NOISES))}, "
                          f"got {run.noise!r}")

@@ -10,7 +10,7 @@ from safetensors import safe_open
 from farmer_nb.data import SyntheticImages, dequantize, quantize, unpatchify
 from farmer_nb.flow import randomize_
 from farmer_nb.metrics import evaluate_bpd
-from farmer_nb.model import GaussianFlow, GaussianFlowConfig, get_config, load_model, save_model
+from farmer_nb.model import Farmer, GaussianFlow, GaussianFlowConfig, get_config, load_model, save_model
 
 
 def tiny(num_classes=4, seed=0, std=0.1, **kw):
@@ -55,6 +55,11 @@ BAD_INPUTS = [  # (id, call on the models dict, exception, message substring nam
     ('sample inverse typo', lambda m: m['cond'].sample(L, inverse='studnet'), ValueError, "inverse: expected None, 'student' or a callable, got 'studnet'"),
     ('sample float seeds', lambda m: m['cond'].sample(L, seeds=[1.5, 2]), TypeError, 'seeds: expected ints, got [1.5, 2]'),
     ('sample seeds string', lambda m: m['cond'].sample(L, seeds='ab'), ValueError, "seeds: expected 2 seeds, one per sample, got 'ab'"),
+    ('half weights', lambda m: tiny().half().bits_per_dim(PIX, L), TypeError, 'model weights are torch.float16; likelihoods, sampling and training need float32'),
+    ('bf16 weights sample', lambda m: tiny().to(torch.bfloat16).sample(L), TypeError, 'model weights are torch.bfloat16'),
+    ('config name', lambda m: GaussianFlow('tarflow-tiny'), TypeError, "cfg: expected a GaussianFlowConfig, e.g. get_config('tarflow-fmnist'), got str; a shipped or saved model: GaussianFlow.from_pretrained('tarflow-tiny')"),
+    ('config of the other model', lambda m: Farmer(get_config('tarflow-tiny')), TypeError, 'cfg: expected a FarmerConfig'),
+    ('from_pretrained int', lambda m: Farmer.from_pretrained(3), TypeError, "name_or_path: expected a shipped name such as 'fmnist-small'"),
     ('sample without n', lambda m: m['uncond'].sample(), ValueError, 'n: expected a positive int when labels is None, got None'),
     ('sample n = 0', lambda m: m['uncond'].sample(n=0), ValueError, 'n: expected a positive int'),
     ('sample temperature', lambda m: m['uncond'].sample(n=1, temperature=0.0), ValueError, 'temperature: expected > 0'),
