@@ -489,6 +489,7 @@ def check_labels(labels, num_classes, batch_size=None, name='labels'):
                          f"got [{labels.min().item()}, {labels.max().item()}]")
     return labels.long()
 
+# %% ../nbs/00_data.ipynb #3515cf42
 def check_number(name, v, lo, integer=False, strict=False, none_ok=False):
     "Refuse `v` unless it is a finite number (an int if `integer`) >= lo (> lo if `strict`)."
     if v is None and none_ok: return
