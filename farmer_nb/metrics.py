@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .data import check_images, check_labels
+from .data import check_images, check_labels, check_number
 
 # %% ../nbs/10_metrics.ipynb #5162f332
 @torch.no_grad()
@@ -24,8 +24,7 @@ def evaluate_bpd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | 
                  batch_size: int = 1000, seed: int = 0, progress: bool = True) -> dict:
     "Bits/dim of uint8 `images` (n, C, H, W), uniform dequantization: dict(bpd, se, n, per_image)."
     check_images(images, model.cfg.image_shape, 'uint8', 'images')
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    check_number('batch_size', batch_size, 1, integer=True)
     was_training = model.training
     model.eval()
     g = torch.Generator(device=model.device).manual_seed(seed)
