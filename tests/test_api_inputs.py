@@ -93,6 +93,8 @@ CASES = [  # (id, call on the fixture e, exception, substring of the message)
     ('temperatures beside a rule',
      lambda e: e['m'].sample(L4, T_sigma=0.5, guidance=Resampling(1.0)), ValueError,
      'set the sampling temperatures on the rule'),
+    ('guidance by name', lambda e: e['m'].sample(L4, guidance='resampling'), TypeError,
+     "guidance: expected a rule of 07_guidance, e.g. Resampling(3.0), got str 'resampling'"),
     ('fast sampler of batch 0', lambda e: FastSampler(e['m'], 0), ValueError,
      'batch_size: expected a positive int'),
     # guidance rules
@@ -145,6 +147,12 @@ CASES = [  # (id, call on the fixture e, exception, substring of the message)
     ('bits/dim of other images',
      lambda e: evaluate_bpd(e['m'], torch.zeros(2, 3, 8, 8, dtype=torch.uint8)), ValueError,
      '(C, H, W) = (1, 8, 8)'),
+    ('bits/dim in batches of 0', lambda e: evaluate_bpd(e['m'], e['data'].images, batch_size=0), ValueError,
+     'batch_size: expected a finite number >= 1, got 0'),
+    ('bits/dim in batches of -2', lambda e: evaluate_bpd(e['m'], e['data'].images, batch_size=-2), ValueError,
+     'batch_size: expected a finite number >= 1, got -2'),
+    ('bits/dim in batches of 2.5', lambda e: evaluate_bpd(e['m'], e['data'].images, batch_size=2.5), TypeError,
+     'batch_size: expected an int, got 2.5'),
     ('grid of float images', lambda e: save_image_grid(torch.rand(2, 1, 4, 4), e['out'] / 'g.png'),
      ValueError, 'images: expected uint8'),
 ]

@@ -235,12 +235,6 @@ def test_unconditional_sampling_needs_n(sampler, n):
         sampler.sample(None, n=n)
 
 
-def test_guidance_by_name_is_refused(sampler):
-    "A rule's name instead of the rule: a TypeError that says what to pass."
-    with pytest.raises(TypeError, match=re.escape("guidance: expected a rule of 07_guidance, e.g. Resampling(3.0), got str 'resampling'")):
-        sampler.sample(torch.tensor([0, 1]), guidance='resampling')
-
-
 def test_unconditional_sampling_and_temperature_keywords(sampler):
     "sample(n=…) works without labels, and T_pi / T_sigma / gamma are accepted."
     g = lambda: torch.Generator().manual_seed(0)
