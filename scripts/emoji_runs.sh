@@ -17,8 +17,9 @@
 #                                                    # token's redundant channels (detail_layers=4), both, no split
 #                                                    # (CONTEXT=1: also coupling_depth=2); then paired bits/dim, latents
 #   bash scripts/emoji_runs.sh p16-basis [MINUTES] [OUT]  # emoji64-p16 (mirrored, weight decay 0.3), the basis the
-#                                                    # split sees: DCT (the preset), Haar (d_I = 128, 192), and no split
-#                                                    # in the pixel, DCT and Haar bases; then paired bits/dim, latents
+#                                                    # split sees: DCT (the preset), Haar, Haar with one redundant
+#                                                    # mixture per token, and no split in the pixel and Haar bases;
+#                                                    # then paired bits/dim, latents
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 group=$1; minutes=${2:-8}; out=${3:-runs/emoji/$group}; limit=${LIMIT:-0}; repeats=${REPEATS:-1}   # samples per test image
@@ -89,12 +90,11 @@ case $group in
     nosplit="d_I=768 K_I=64 coupling=0"
     train p16              $common
     train p16_haar         $common --set basis=haar
-    train p16_haar192      $common --set basis=haar d_I=192
+    train p16_haar_token   $common --set basis=haar redundant=gmm-token
     train p16_nosplit      $common --set $nosplit basis=pixel
-    train p16_nosplit_dct  $common --set $nosplit
     train p16_nosplit_haar $common --set $nosplit basis=haar
     wait
-    compare "p16 p16_haar p16_haar192 p16_nosplit p16_nosplit_dct p16_nosplit_haar" "p16 p16_haar" ;;
+    compare "p16 p16_haar p16_haar_token p16_nosplit p16_nosplit_haar" "p16_haar p16" ;;
   guidance-p8)
     for rule in naive resampling; do
       timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules $rule --w 0.5 1 2 3 --gamma \
