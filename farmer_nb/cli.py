@@ -150,7 +150,9 @@ def _check_data(model, ds, args: argparse.Namespace) -> None:
     src = '--images' if getattr(args, 'images', None) else '--dataset'
     shape, want = tuple(ds.images.shape[1:]), tuple(model.cfg.image_shape)
     if shape != want:
-        fix = 'set --size and --channels' if src == '--images' else 'pick a --preset of its shape'
+        fix = ('set --size and --channels' if src == '--images' else
+               "use the images the model was trained on" if getattr(args, 'model', None) else
+               'pick a --preset of its shape')
         raise ValueError(f"{src}: images of shape {shape}, but the model takes {want} ({fix})")
     if model.cfg.num_classes and len(ds.classes) > model.cfg.num_classes:
         raise ValueError(f"{src}: {len(ds.classes)} classes, but the model knows "

@@ -205,6 +205,7 @@ class ImageFolder(Dataset):
         from PIL import Image
         if channels not in (1, 3): raise ValueError(f"channels: expected 1 or 3, got {channels}")
         root = Path(root)
+        if not root.is_dir(): raise FileNotFoundError(f"root: {root} is not a folder")
         files = sorted(p for p in root.rglob('*') if p.suffix.lower() in self.exts)
         if not files: raise FileNotFoundError(f"root: no {'/'.join(self.exts)} images under {root}")
         self.classes = tuple(sorted({str(p.parent.relative_to(root)) for p in files}))

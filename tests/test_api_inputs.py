@@ -140,6 +140,8 @@ CASES = [  # (id, call on the fixture e, exception, substring of the message)
      'x.png is not a readable PNG/JPEG image'),
     ('folder without images', lambda e: ImageFolder(e['empty']), FileNotFoundError,
      'root: no .png/.jpg/.jpeg images'),
+    ('folder that does not exist', lambda e: ImageFolder(e['out']/'nowhere'), FileNotFoundError,
+     'nowhere is not a folder'),
     ('two channels', lambda e: ImageFolder(e['imgs'], channels=2), ValueError,
      'channels: expected 1 or 3'),
     ('unknown dequantization', lambda e: dequantize(e['data'].images, 'pink'), ValueError,

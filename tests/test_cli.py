@@ -506,6 +506,10 @@ def test_emoji64_train_and_eval(tmp_path):
     assert res['n'] == 8 and res['quality']['n_fake'] == 9 and res['quality']['n_real'] == 750 and 'stripe' in res['quality']
     code, _, err = run(['train', '--dataset', 'emoji64', '--preset', 'fmnist-small', '--steps', '1', '--out', str(tmp_path / 'x')])
     assert code == 2 and err.startswith('farmer train: error: --dataset: images of shape (3, 64, 64)')
+    assert '(pick a --preset of its shape)' in err
+    code, _, err = run(['eval', '--dataset', 'fashion_mnist', '--model', str(tmp_path / 'model.safetensors')])
+    assert code == 2 and err.startswith('farmer eval: error: --dataset: images of shape (1, 28, 28), but the '
+                                        'model takes (3, 64, 64) (use the images the model was trained on)')
 
 
 # ---------------------------------------------------------------- models by name, folders and files
