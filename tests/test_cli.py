@@ -127,7 +127,7 @@ CASES = [  # (id, argv, substring of the one-line message); {tmp} is a fresh fol
      ['train', '--images', '{rgb}', '--batch-size', '64', '--steps', '1', '--out', '{tmp}'],
      '--batch-size: 64 is larger than the dataset'),
     ('missing image folder', ['train', '--images', '{tmp}/nowhere', '--out', '{tmp}'],
-     '--images: no .png/.jpg/.jpeg images under'),
+     'nowhere is not a folder'),
     ('non-image named x.png', ['train', '--images', '{bad}', '--out', '{tmp}'],
      'is not a readable PNG/JPEG image'),
     ('image size 0', [*TRAIN[:5], '--size', '0', '--out', '{tmp}'],
