@@ -16,6 +16,7 @@
 Needs the `docs` extra: pip install -e ".[docs]". Nothing is downloaded.
 """
 import argparse, ast, importlib, inspect, io, json, os, re, shutil, subprocess, sys, tokenize
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import nbformat
 
@@ -443,7 +444,9 @@ def main():
     ap.add_argument('--out', default=str(ROOT/'_site'), help='where the HTML site goes')
     ap.add_argument('--build', default=str(ROOT/'_docs'), help='working folder (sources for Sphinx)')
     ap.add_argument('--no-execute', action='store_true', help='render library notebooks without running them (no outputs)')
+    ap.add_argument('--execute-one', default=None, help=argparse.SUPPRESS)   # a worker: run one notebook in place
     args = ap.parse_args()
+    if args.execute_one: sys.exit(0 if execute(Path(args.execute_one)) else 1)
     build, out = Path(args.build), Path(args.out)
     shutil.rmtree(build, ignore_errors=True)
     src, raw = build/'src', build/'raw'
@@ -463,12 +466,18 @@ def main():
                         if s == section and q is not None and q.suffix == '.ipynb']
             dst.write_text(text + '\n' + toctree(None, children, hidden=True), encoding='utf-8')
             continue
-        if section in ('home', 'chapters'):
-            shutil.copy(p, raw/p.name)
-            if not args.no_execute:
-                print(f"executing {p.name}", flush=True)
-                if not execute(raw/p.name): sys.exit(f"docs: {p.name} failed to execute")
-            clean(raw/p.name, dst, p, link, api, page)
+        if section in ('home', 'chapters'): shutil.copy(p, raw/p.name)
+    run = [p for s, p, _ in site if s in ('home', 'chapters') and not args.no_execute]
+    env1 = {**os.environ, 'OMP_NUM_THREADS': '1'}                   # one thread each: two notebooks share two cores
+    one = lambda nb: subprocess.run([sys.executable, __file__, '--execute-one', str(nb)], env=env1).returncode == 0
+    with ThreadPoolExecutor(min(2, os.cpu_count() or 1)) as pool:    # two at a time: the build's longest step
+        for p, ok in zip(run, pool.map(one, [raw/p.name for p in run])):
+            print(f"executed {p.name}", flush=True)
+            if not ok: sys.exit(f"docs: {p.name} failed to execute")
+    for section, p, page in site:
+        if p is None or p.suffix == '.md': continue
+        dst = sources[p.resolve()]
+        if section in ('home', 'chapters'): clean(raw/p.name, dst, p, link, api, page)
         else: clean(p, dst, p, link)
     (src/'conf.py').write_text(CONF.format(holder=_holder()))
     (src/'favicon.svg').write_text(FAVICON)
