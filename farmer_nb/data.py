@@ -460,7 +460,8 @@ def check_images(x, shape=None, dtype='uint8', name='x', max_abs=1.5):
     if dtype == 'uint8':
         if x.dtype != torch.uint8:
             floats = x.is_floating_point()
-            hint = " (model-space floats? use the float entry point)" if floats else ""
+            hint = (" (floats in the model's [-1, 1]: quantize(x); in [0, 1]: "
+                    "(x * 255).round().to(torch.uint8))" if floats else "")
             raise TypeError(f"{name}: expected uint8 pixels 0..255, got {x.dtype}" + hint)
     else:
         if not x.is_floating_point():

@@ -483,7 +483,7 @@ def test_synthetic_images():
     (torch.zeros(2, 8, 8, dtype=torch.uint8), {}, ValueError, 'x: expected images of shape .* got rank 3'),
     (torch.zeros(0, 1, 8, 8, dtype=torch.uint8), {}, ValueError, r'x: empty batch \(B = 0\)'),
     (torch.zeros(2, 3, 8, 8, dtype=torch.uint8), dict(shape=(1, 8, 8)), ValueError, r'\(C, H, W\) = \(1, 8, 8\), got \(3, 8, 8\)'),
-    (torch.zeros(2, 1, 8, 8), {}, TypeError, 'x: expected uint8 pixels.*float entry point'),
+    (torch.zeros(2, 1, 8, 8), {}, TypeError, r'x: expected uint8 pixels.*\[-1, 1\]: quantize\(x\)'),
     (torch.zeros(2, 1, 8, 8, dtype=torch.uint8), dict(dtype='float'), TypeError, r'x: expected float images.*dequantize\(\)'),
     (torch.zeros(2, 1, 8, 8, dtype=torch.int32), dict(dtype='float'), TypeError, 'x: expected float images'),
     (torch.full((2, 1, 8, 8), float('nan')), dict(dtype='float'), ValueError, 'x: contains NaN or Inf'),
