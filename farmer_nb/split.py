@@ -91,11 +91,16 @@ def dct_basis(p, C):
     return torch.stack([cols[k] for k in order], 1).float()                      # (d, d)
 
 # %% ../nbs/05_split.ipynb #bacbb414
-def haar_basis(p, C):
-    """Orthogonal (d, d), d = C·p², p a power of 2: 2-D Haar wavelets (patch mean, then for each
-    block size s = p..2 and block, three ±1/s differences) × colour-opponent columns; coarse
-    first."""
+def haar_basis(p, C, levels=None):
+    """Orthogonal (d, d), d = C·p², p a power of 2: 2-D Haar wavelets (the means of S × S blocks,
+    S = 2^levels, then for each block size s = S..2 and block, three ±1/s differences) ×
+    colour-opponent columns; coarse first. levels=None: all, S = p (one patch mean)."""
     if p < 1 or p & (p - 1): raise ValueError(f"haar_basis: p must be a power of 2, got {p}")
+    top = p.bit_length() - 1                                    # log2 p: every level
+    if levels is None: levels = top
+    if not 1 <= levels <= max(top, 1):
+        raise ValueError(f"haar_basis: levels must be in 1..{top} for p={p}, got {levels}")
+    S = 2 ** levels if p > 1 else 1                                   # coarse block size
     colour = dct_basis(1, C).double()                 # (C, C): the colour transform alone
     one = lambda s: torch.ones(s, dtype=torch.float64)                            # (s,)
     half = lambda s: torch.cat([one(s // 2), -one(s // 2)])                       # (s,): + then −
@@ -103,8 +108,12 @@ def haar_basis(p, C):
     def add(f, s, c, kind, pos):                      # f: (p, p) spatial function of norm 1
         cols.append(torch.einsum('rs,k->rsk', f, colour[:, c]).reshape(-1))
         keys.append((-s, c, kind, pos))                  # coarse first, brightness before colour
-    for c in range(C): add(torch.full((p, p), 1.0 / p, dtype=torch.float64), p + 1, c, 0, 0)
-    s = p
+    for bi in range(p // S):
+        for bj in range(p // S):                        # block means: 1/S on an S × S block
+            f = torch.zeros(p, p, dtype=torch.float64)
+            f[bi * S:(bi + 1) * S, bj * S:(bj + 1) * S] = 1.0 / S
+            for c in range(C): add(f, S + 1, c, 0, bi * p + bj)
+    s = S
     while s >= 2:
         for bi in range(p // s):
             for bj in range(p // s):
@@ -120,10 +129,12 @@ def haar_basis(p, C):
 # %% ../nbs/05_split.ipynb #18cafca8
 class TokenBasis(nn.Module):
     """A fixed orthogonal change of basis of every token, z → z Q (`dct_basis`, or `haar_basis` with
-    kind='haar'); log|det Q| ≈ 0 up to Q's float32 rounding, which is kept."""
+    kind='haar', or 'haar<L>' for L levels); log|det Q| ≈ 0 up to Q's float32 rounding, kept."""
     def __init__(self, p, C, kind='dct'):
         super().__init__()
-        Q = dict(dct=dct_basis, haar=haar_basis)[kind](p, C)    # (d, d), rebuilt from the config
+        if kind == 'dct': Q = dct_basis(p, C)                     # (d, d), rebuilt from the config
+        elif kind.startswith('haar'): Q = haar_basis(p, C, int(kind[4:]) if kind[4:] else None)
+        else: raise ValueError(f"TokenBasis: kind must be 'dct', 'haar' or 'haar<L>', got {kind!r}")
         self.register_buffer('Q', Q, persistent=False)
         Q_inv = torch.linalg.inv(Q.double())                # exact for Q as stored: float64
         self.register_buffer('Q_inv', Q_inv, persistent=False)

@@ -20,6 +20,10 @@
 #                                                    # split sees: DCT (the preset), Haar, Haar with one redundant
 #                                                    # mixture per token, and no split in the pixel and Haar bases;
 #                                                    # then paired bits/dim, latents
+#   bash scripts/emoji_runs.sh p16-local [MINUTES] [OUT]  # emoji64-p16 (mirrored, weight decay 0.3), a local basis:
+#                                                    # DCT split (the preset), one-level Haar (2 × 2 blocks) split
+#                                                    # with d_I = 192 and 128, no split in pixels and in one-level
+#                                                    # Haar; then paired bits/dim, latents, std temperatures
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 group=$1; minutes=${2:-8}; out=${3:-runs/emoji/$group}; limit=${LIMIT:-0}; repeats=${REPEATS:-1}   # samples per test image
@@ -95,6 +99,21 @@ case $group in
     train p16_nosplit_haar $common --set $nosplit basis=haar
     wait
     compare "p16 p16_haar p16_haar_token p16_nosplit p16_nosplit_haar" "p16_haar p16" ;;
+  p16-local)
+    common="--preset emoji64-p16 --hflip --weight-decay 0.3"
+    nosplit="d_I=768 K_I=64 coupling=0"
+    train p16               $common
+    train p16_haar1         $common --set basis=haar1 d_I=192
+    train p16_haar1_128     $common --set basis=haar1
+    train p16_nosplit       $common --set $nosplit basis=pixel
+    train p16_nosplit_haar1 $common --set $nosplit basis=haar1
+    wait
+    for r in p16_haar1 p16_nosplit; do           # std temperatures of every mixture, no guidance
+      [[ -f $out/$r/model.safetensors ]] && timeout "$limit" python scripts/emoji_compare.py guidance \
+        --model "$out/$r/model.safetensors" --rules --gamma --T-sigma 1 0.9 0.8 0.7 --repeats "$repeats" \
+        --out "$out/${r}_temperature" > "$out/${r}_temperature.log" 2>&1 &
+    done
+    compare "p16 p16_haar1 p16_haar1_128 p16_nosplit p16_nosplit_haar1" "p16_haar1" ;;
   guidance-p8)
     for rule in naive resampling; do
       timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules $rule --w 0.5 1 2 3 --gamma \
@@ -102,7 +121,7 @@ case $group in
     done
     timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules --gamma 0 0.5 1 1.5 2 \
       --repeats "$repeats" --out "$out/gamma" > "$out/gamma.log" 2>&1 & ;;
-  *) echo "group: expected p8, p16, p16-flip, p16-diag, p16-redundant, p16-basis or guidance-p8, got $group" >&2
+  *) echo "group: expected p8, p16, p16-flip, p16-diag, p16-redundant, p16-basis, p16-local or guidance-p8, got $group" >&2
      exit 2 ;;
 esac
 wait

@@ -56,19 +56,21 @@ def test_nll_is_exact_change_of_variables(final_permute, split, redundant):
     torch.testing.assert_close(m.nll(y, LABELS).detach(), brute.detach(), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize('redundant, detail_layers, basis', [('gmm', 0, 'dct'), ('gmm-token', 0, 'dct'), ('gmm', 3, 'dct'),
-                                                             ('gmm', 0, 'haar')])
-def test_nll_is_exact_with_a_context_coupling(redundant, detail_layers, basis):
-    """DCT or Haar basis + a coupling that reads every token's Z^I (coupling_depth) + either redundant prior (+ couplings
-    among Z^R's channels): nll is exact, float64, and unlatent inverts latent."""
-    m = make_farmer(image_shape=(3, 4, 4), d_I=5, basis=basis, coupling=16, coupling_depth=1, redundant=redundant,
-                    detail_layers=detail_layers)
+@pytest.mark.parametrize('redundant, detail_layers, basis, patch', [('gmm', 0, 'dct', 2), ('gmm-token', 0, 'dct', 2),
+                                                                    ('gmm', 3, 'dct', 2), ('gmm', 0, 'haar', 2),
+                                                                    ('gmm', 0, 'haar1', 4)])
+def test_nll_is_exact_with_a_context_coupling(redundant, detail_layers, basis, patch):
+    """DCT, Haar or one-level Haar basis + a coupling that reads every token's Z^I (coupling_depth) + either redundant
+    prior (+ couplings among Z^R's channels): nll is exact, float64, and unlatent inverts latent."""
+    shape = (3, 2 * patch, 2 * patch)                                              # 4 tokens
+    m = make_farmer(image_shape=shape, patch=patch, d_I=5, basis=basis, coupling=16, coupling_depth=1,
+                    redundant=redundant, detail_layers=detail_layers)
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
         m.coupling.mlp[-1].weight.normal_(0, 0.2, generator=g)
         for mlp in (m.detail.mlp if detail_layers else []): mlp[-1].weight.normal_(0, 0.2, generator=g)
     assert m.coupling.context is not None                                     # a random coupling, not the identity
-    y = images(shape=(3, 4, 4))
+    y = images(shape=shape)
     X = patchify(y, m.cfg.patch)
     z_I, z_R, _ = m.latent(X)
     logabsdet = torch.stack([latent_logabsdet(m, X[b:b + 1]) for b in range(len(y))])
@@ -83,11 +85,12 @@ def test_nll_is_exact_with_a_context_coupling(redundant, detail_layers, basis):
                                        (dict(detail_layers=2), 'detail_layers'), (dict(detail_layers=-1, coupling=8), 'detail_layers'),
                                        (dict(detail_layers=1, coupling=8, d_I=3), 'detail_layers'),
                                        (dict(basis='haar', image_shape=(1, 6, 6), patch=3), 'power of 2'),
+                                       (dict(basis='haar2'), 'Haar levels'), (dict(basis='haar0'), 'Haar levels'),
                                        (dict(basis='wavelet'), 'basis')])
 def test_bad_coupling_depth_or_redundant_is_refused(kw, match):
     """A context coupling without a width, a negative depth, a width not a multiple of head_dim, an unknown prior; detail
     couplings without a coupling width, a negative count, fewer than 2 redundant channels; a Haar basis on a patch size
-    that is not a power of 2, an unknown basis: ValueError."""
+    that is not a power of 2, more Haar levels than the patch has (patch 2: one) or none, an unknown basis: ValueError."""
     with pytest.raises(ValueError, match=match): get_config('farmer-tiny', **kw)
 
 
