@@ -157,6 +157,11 @@ CASES = [  # (id, call on the fixture e, exception, substring of the message)
      'batch_size: expected an int, got 2.5'),
     ('grid of float images', lambda e: save_image_grid(torch.rand(2, 1, 4, 4), e['out'] / 'g.png'),
      ValueError, 'images: expected uint8'),
+    ('grid file without .png', lambda e: save_image_grid(e['data'].images[:2], e['out'] / 'grid'),
+     ValueError, "path: expected a file name ending in .png, .jpg, .jpeg, got"),
+    ('bits/dim of a channels-last batch',
+     lambda e: evaluate_bpd(e['m'], e['data'].images.permute(0, 2, 3, 1).contiguous()), ValueError,
+     'channels last? images.permute(0, 3, 1, 2)'),
 ]
 
 
