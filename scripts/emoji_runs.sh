@@ -24,6 +24,11 @@
 #                                                    # DCT split (the preset), one-level Haar (2 × 2 blocks) split
 #                                                    # with d_I = 192 and 128, no split in pixels and in one-level
 #                                                    # Haar; then paired bits/dim, latents, std temperatures
+#   bash scripts/emoji_runs.sh p16-local-levers [MINUTES] [OUT]  # the one-level Haar split (d_I = 192) with one
+#                                                    # redundant mixture per token, with detail_layers=4, and no
+#                                                    # split; then guidance and temperatures on the split
+#   bash scripts/emoji_runs.sh p8-local [MINUTES] [OUT]  # emoji64-p8 (mirrored, weight decay 0.3): DCT split (the
+#                                                    # preset), one-level Haar split (d_I = 48), no split, flow
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 group=$1; minutes=${2:-8}; out=${3:-runs/emoji/$group}; limit=${LIMIT:-0}; repeats=${REPEATS:-1}   # samples per test image
@@ -114,6 +119,30 @@ case $group in
         --out "$out/${r}_temperature" > "$out/${r}_temperature.log" 2>&1 &
     done
     compare "p16 p16_haar1 p16_haar1_128 p16_nosplit p16_nosplit_haar1" "p16_haar1" ;;
+  p16-local-levers)
+    common="--preset emoji64-p16 --hflip --weight-decay 0.3"
+    local="basis=haar1 d_I=192"
+    train p16_haar1        $common --set $local
+    train p16_haar1_token  $common --set $local redundant=gmm-token
+    train p16_haar1_detail $common --set $local detail_layers=4
+    train p16_nosplit      $common --set d_I=768 K_I=64 coupling=0 basis=pixel
+    wait
+    m=$out/p16_haar1/model.safetensors
+    if [[ -f $m ]]; then
+      timeout "$limit" python scripts/emoji_compare.py guidance --model "$m" --rules resampling naive --w 1 2 3 \
+        --gamma --repeats "$repeats" --out "$out/p16_haar1_guidance" > "$out/p16_haar1_guidance.log" 2>&1 &
+      timeout "$limit" python scripts/emoji_compare.py guidance --model "$m" --rules --gamma 0.5 1.5 \
+        --T-sigma 0.9 0.8 --repeats "$repeats" --out "$out/p16_haar1_noise" > "$out/p16_haar1_noise.log" 2>&1 &
+    fi
+    compare "p16_haar1 p16_haar1_token p16_haar1_detail p16_nosplit" "" ;;
+  p8-local)
+    common="--preset emoji64-p8 --hflip --weight-decay 0.3"
+    train p8         $common
+    train p8_haar1   $common --set basis=haar1 d_I=48
+    train p8_nosplit $common --set d_I=192 K_I=64 basis=pixel coupling=0
+    train p8_flow    --preset tarflow-emoji64-p8 --hflip --weight-decay 0.3
+    wait
+    compare "p8 p8_haar1 p8_nosplit" "" ;;
   guidance-p8)
     for rule in naive resampling; do
       timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules $rule --w 0.5 1 2 3 --gamma \
@@ -121,7 +150,7 @@ case $group in
     done
     timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules --gamma 0 0.5 1 1.5 2 \
       --repeats "$repeats" --out "$out/gamma" > "$out/gamma.log" 2>&1 & ;;
-  *) echo "group: expected p8, p16, p16-flip, p16-diag, p16-redundant, p16-basis, p16-local or guidance-p8, got $group" >&2
+  *) echo "group: expected p8, p16, p16-flip, p16-diag, p16-redundant, p16-basis, p16-local, p16-local-levers, p8-local or guidance-p8, got $group" >&2
      exit 2 ;;
 esac
 wait
