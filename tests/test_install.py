@@ -50,6 +50,9 @@ def test_core_install_trains_samples_and_scores(tmp_path):
     assert '"bpd"' in r.stdout and (tmp_path/'r.json').exists()
     r = subprocess.run([farmer, 'sample', '--model', tmp_path/'none.safetensors'], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr == f"farmer sample: error: --model: no such file: {tmp_path/'none.safetensors'}\n"
+    r = subprocess.run([py, '-c', 'import torch; from farmer_nb.viz import show_images; '
+                        'show_images(torch.zeros(1, 1, 4, 4, dtype=torch.uint8))'], env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and 'ImportError: figures need matplotlib' in r.stderr and 'farmer_nb[plot]' in r.stderr
 
 
 def test_readme_snippet_runs_beside_a_clone(tmp_path):
