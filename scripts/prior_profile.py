@@ -2,8 +2,9 @@
 
     python scripts/prior_profile.py --preset imagenet256-p16 --batches 1 64 --precision bf16 --out runs/prior_profile
 
-Random weights (speed does not depend on training). For each batch size it times `prior.sample` (M + N cached
-decoding steps, no guidance) and reports ms per sample call, per step and per image; then it profiles one call
+Random weights (speed does not depend on training). For each batch size it times `prior.sample`
+and reports ms per sample call, per step (the prefix pass and N cached decoding steps, no guidance) and per
+image; then it profiles one call
 and prints the operators (CPU) or kernels (CUDA) that take the most time, grouped into matmuls, attention,
 mixture sampling and the rest, with the share of the wall time the device was busy and the number of
 operator calls per step (on a GPU each is at least one launch). Writes results.json.
@@ -52,8 +53,8 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     cfg = get_config(args.preset)
-    prior = build_model(cfg).to(device).eval().prior
-    steps = cfg.M + cfg.N
+    with device: prior = build_model(cfg).eval().prior          # built on the device: no slow CPU init
+    steps = cfg.N + 1                                  # the prefix pass, then N decoding steps
     amp = (torch.autocast(device.type, torch.bfloat16) if args.precision == 'bf16' else nullcontext)
     results = dict(preset=args.preset, precision=args.precision, steps=steps, device=str(device),
                    gpu=torch.cuda.get_device_name() if device.type == 'cuda' else None, rows=[])
