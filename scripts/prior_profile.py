@@ -2,12 +2,11 @@
 
     python scripts/prior_profile.py --preset imagenet256-p16 --batches 1 64 --precision bf16 --out runs/prior_profile
 
-Random weights (speed does not depend on training). For each batch size it times `prior.sample`
-and reports ms per sample call, per step (the prefix pass and N cached decoding steps, no guidance) and per
-image; then it profiles one call
-and prints the operators (CPU) or kernels (CUDA) that take the most time, grouped into matmuls, attention,
-mixture sampling and the rest, with the share of the wall time the device was busy and the number of
-operator calls per step (on a GPU each is at least one launch). Writes results.json.
+Random weights (speed does not depend on training). For each batch size it times `prior.sample` and reports
+ms per sample call, per step (the prefix pass and N cached decoding steps, no guidance) and per image; then it
+profiles one call and prints the operators (CPU) or kernels (CUDA) that take the most time, grouped into
+matmuls, attention, mixture sampling and the rest, with the share of the wall time the device was busy and the
+number of operator calls per step (on a GPU each is at least one launch). Writes results.json.
 """
 import argparse, json, time
 from contextlib import nullcontext
