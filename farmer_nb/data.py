@@ -455,7 +455,7 @@ def check_images(x, shape=None, dtype='uint8', name='x', max_abs=1.5):
                          f"shape {tuple(x.shape)}")
     if x.shape[0] == 0: raise ValueError(f"{name}: empty batch (B = 0)")
     if shape is not None and tuple(x.shape[1:]) != tuple(shape):
-        last = tuple(x.shape[1:]) == (shape[1], shape[2], shape[0])       # (B, H, W, C): channels last
+        last = tuple(x.shape[1:]) == (shape[1], shape[2], shape[0])    # (B, H, W, C)?
         hint = f"; channels last? {name}.permute(0, 3, 1, 2)" if last else ""
         raise ValueError(f"{name}: expected images (B, C, H, W) with (C, H, W) = {tuple(shape)}, "
                          f"got {tuple(x.shape[1:])}{hint}")

@@ -111,7 +111,7 @@ class FarmerConfig(_Sizes):
     split: str = 'contiguous'          # 'contiguous' or 'strided' informative channels
     redundant: str = 'gmm'             # 'gmm' (FARMER), 'gmm-token' (ours) or 'normal' (JetFormer)
     mixing: bool = False               # learned invertible channel mixing before the split (ours)
-    basis: str = 'pixel'               # the split's channels: 'pixel', 'dct', 'haar', 'haar1'.. (05_split)
+    basis: str = 'pixel'               # the split's channels: pixel, dct, haar, haar1.. (05_split)
     coupling: int = 0                  # hidden width of Z^R's coupling on its token's Z^I; 0: none
     coupling_depth: int = 0            # layers that let the coupling read every token's Z^I
     detail_layers: int = 0             # couplings among each token's Z^R channels (05_split)
@@ -135,8 +135,8 @@ class FarmerConfig(_Sizes):
             raise ValueError(f"{n}.redundant: expected one of {REDUNDANT}, got {self.redundant!r}")
         haar = [f'haar{L}' for L in range(1, max(self.patch.bit_length(), 2))]   # levels 1..log2 p
         if self.basis not in ('pixel', 'dct', 'haar', *haar):
-            raise ValueError(f"{n}.basis: expected 'pixel', 'dct', 'haar' or 'haar1'..'haar<log2 p>' "
-                             f"(Haar levels), got {self.basis!r}")
+            raise ValueError(f"{n}.basis: expected 'pixel', 'dct', 'haar' or 'haar1'.."
+                             f"'haar<log2 p>' (Haar levels), got {self.basis!r}")
         if self.basis.startswith('haar') and self.patch & (self.patch - 1):
             raise ValueError(f"{n}.basis: 'haar' needs a patch size that is a power of 2, "
                              f"got patch={self.patch}")

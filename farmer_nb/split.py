@@ -98,9 +98,9 @@ def haar_basis(p, C, levels=None):
     if p < 1 or p & (p - 1): raise ValueError(f"haar_basis: p must be a power of 2, got {p}")
     top = p.bit_length() - 1                                    # log2 p: every level
     if levels is None: levels = top
-    if not 1 <= levels <= max(top, 1):
+    if not (levels == top or 1 <= levels <= top):                   # p = 1: no level to choose
         raise ValueError(f"haar_basis: levels must be in 1..{top} for p={p}, got {levels}")
-    S = 2 ** levels if p > 1 else 1                                   # coarse block size
+    S = 2 ** levels                                                     # coarse block size
     colour = dct_basis(1, C).double()                 # (C, C): the colour transform alone
     one = lambda s: torch.ones(s, dtype=torch.float64)                            # (s,)
     half = lambda s: torch.cat([one(s // 2), -one(s // 2)])                       # (s,): + then −

@@ -44,7 +44,7 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = N
     return path
 
 def _pyplot():
-    "matplotlib.pyplot, or an ImportError that says how to install it (the core install leaves it out)."
+    "matplotlib.pyplot, or an ImportError that says how to install it (not in the core install)."
     try:
         import matplotlib.pyplot as plt
     except ImportError as e:
