@@ -121,10 +121,10 @@ case $group in
     compare "p16 p16_haar1 p16_haar1_128 p16_nosplit p16_nosplit_haar1" "p16_haar1" ;;
   p16-local-levers)
     common="--preset emoji64-p16 --hflip --weight-decay 0.3"
-    local="basis=haar1 d_I=192"
-    train p16_haar1        $common --set $local
-    train p16_haar1_token  $common --set $local redundant=gmm-token
-    train p16_haar1_detail $common --set $local detail_layers=4
+    haar1="basis=haar1 d_I=192"
+    train p16_haar1        $common --set $haar1
+    train p16_haar1_token  $common --set $haar1 redundant=gmm-token
+    train p16_haar1_detail $common --set $haar1 detail_layers=4
     train p16_nosplit      $common --set d_I=768 K_I=64 coupling=0 basis=pixel
     wait
     m=$out/p16_haar1/model.safetensors
