@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from conftest import DOCS_EXECUTED
 from scriptload import load_script
 
 pytest.importorskip('sphinx'); pytest.importorskip('myst_nb'); pytest.importorskip('playwright')
@@ -24,9 +25,9 @@ docs = load_script('docs', 'farmer_docs_script')
 
 
 @pytest.fixture(scope='module')
-def site(tmp_path_factory):
-    """Build the site once (the build fails on any Sphinx warning) and serve it on localhost.
-    FARMER_DOCS_SITE=_site checks a site built before (by `python scripts/docs.py`) instead."""
+def site(tmp_path_factory, request):
+    """Build the site once (the build fails on any Sphinx warning) and serve it on localhost; records the chapters
+    it executed for tests/test_notebooks.py. FARMER_DOCS_SITE=_site checks a site built before instead."""
     tmp = tmp_path_factory.mktemp('docs')
     if os.environ.get('FARMER_DOCS_SITE'): shutil.copytree(os.environ['FARMER_DOCS_SITE'], tmp/'site')
     else:
@@ -34,6 +35,8 @@ def site(tmp_path_factory):
                                str(tmp/'build')], cwd=ROOT, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
         assert 'docs: 0 warning(s)' in done.stdout
+        executed = {ROOT/'nbs'/name for name in re.findall(r'^executed (\S+)$', done.stdout, re.M)}
+        request.config.stash[DOCS_EXECUTED] = {p for p in executed if p.exists()}
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *a): pass
     server = socketserver.TCPServer(('127.0.0.1', 0), functools.partial(Quiet, directory=str(tmp/'site')))
