@@ -133,7 +133,7 @@ class FarmerConfig(_Sizes):
             raise ValueError(f"{n}.split: expected 'contiguous' or 'strided', got {self.split!r}")
         if self.redundant not in REDUNDANT:
             raise ValueError(f"{n}.redundant: expected one of {REDUNDANT}, got {self.redundant!r}")
-        haar = [f'haar{L}' for L in range(1, max(self.patch.bit_length(), 2))]   # levels 1..log2 p
+        haar = [f'haar{L}' for L in range(1, self.patch.bit_length())]   # levels 1..log2 p
         if self.basis not in ('pixel', 'dct', 'haar', *haar):
             raise ValueError(f"{n}.basis: expected 'pixel', 'dct', 'haar' or 'haar1'.."
                              f"'haar<log2 p>' (Haar levels), got {self.basis!r}")

@@ -3,8 +3,8 @@
 1. Copies every page's notebook into a build folder: the chapters (nbs/), the tutorials in the order of README's
    table, the assignments (their README and the starter notebooks, never executed: they raise by design) and the
    results notebooks. Library notebooks are committed without outputs, so they are executed there with nbdev's
-   runner (cells flagged slow / cuda / notest are skipped); the other notebooks keep the outputs they were
-   committed with.
+   runner (cells flagged with `tst_flags`, slow / cuda / notest, are skipped); the other notebooks keep the
+   outputs they were committed with.
 2. Turns them into plain notebooks for Sphinx: hidden cells, nbdev directives and `default_exp` cells removed,
    relative links pointed at the pages (and files) of the site. A chapter's page is named the way nbdev's
    `_modidx.py` links to it (nbs/02_flow.ipynb → flow.html: the number dropped). After each exported cell, the
@@ -21,7 +21,6 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-SKIP = ('notest', 'slow', 'cuda')
 sys.path.insert(0, str(ROOT))                 # document this checkout's package, not one installed from elsewhere
 
 
@@ -345,7 +344,9 @@ def execute(nb_path):
     "Run a notebook in place with nbdev's runner, saving its outputs; returns True on success."
     import nbdev.test as t
     t.in_notebook = lambda: True                       # keep the runner from setting IN_TEST: full outputs
-    ok, _ = t.test_nb(str(nb_path), skip_flags=list(SKIP), basepath=str(ROOT), save=True)
+    from nbdev.config import get_config
+    skip = str(get_config(ROOT).tst_flags).split()      # the test runner's flags: tests/test_notebooks.py relies on it
+    ok, _ = t.test_nb(str(nb_path), skip_flags=skip, basepath=str(ROOT), save=True)
     return ok
 
 

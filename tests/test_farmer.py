@@ -86,6 +86,7 @@ def test_nll_is_exact_with_a_context_coupling(redundant, detail_layers, basis, p
                                        (dict(detail_layers=1, coupling=8, d_I=3), 'detail_layers'),
                                        (dict(basis='haar', image_shape=(1, 6, 6), patch=3), 'power of 2'),
                                        (dict(basis='haar2'), 'Haar levels'), (dict(basis='haar0'), 'Haar levels'),
+                                       (dict(basis='haar1', patch=1, d_I=1), 'Haar levels'),
                                        (dict(basis='wavelet'), 'basis')])
 def test_bad_coupling_depth_or_redundant_is_refused(kw, match):
     """A context coupling without a width, a negative depth, a width not a multiple of head_dim, an unknown prior; detail
