@@ -2,7 +2,8 @@
 # Emoji64 comparisons at equal wall-clock: every run of a group trains side by side on one GPU for the same
 # minutes (scripts/emoji_compare.py), then scores itself. Each run is cut off after LIMIT seconds (default:
 # none), so a call with a deadline still keeps what finished (every run writes its model before scoring).
-# REPEATS (default 1): samples per test image for the quality scores.
+# REPEATS (default 1): samples per test image for the quality scores. TRAIN_ONLY=1: stop once the runs have
+# trained and scored themselves (no paired pass, latents or sweeps after them).
 #
 #   bash scripts/emoji_runs.sh p8  [MINUTES] [OUT]   # emoji64-p8 and its levers, one change at a time (9 runs)
 #   bash scripts/emoji_runs.sh p16 [MINUTES] [OUT]   # emoji64-p16: FARMER, K_R = 32, literal split, no split, Gaussian-prior flow;
@@ -37,6 +38,10 @@ train() {   # train NAME ARGS...: one run in the background
   local name=$1; shift
   timeout "$limit" python scripts/emoji_compare.py train --minutes "$minutes" --repeats "$repeats" --out "$out/$name" "$@" \
     > "$out/$name.log" 2>&1 &
+}
+trained() {   # wait for the group's runs; with TRAIN_ONLY set, end there
+  wait
+  if [[ -n ${TRAIN_ONLY:-} ]]; then tail -n 3 "$out"/*.log; exit 0; fi
 }
 compare() {   # compare "RUNS" "LATENT_RUNS": paired bits/dim of the runs that wrote a model, then latents
   local ms r
@@ -92,7 +97,7 @@ case $group in
     train p16_token_detail $common --set redundant=gmm-token detail_layers=4
     train p16_nosplit  $common --set d_I=768 K_I=64 basis=pixel coupling=0
     [[ -n ${CONTEXT:-} ]] && train p16_context $common --set coupling_depth=2
-    wait
+    trained
     compare "p16 p16_token p16_detail p16_token_detail p16_nosplit p16_context" "p16 p16_detail" ;;
   p16-basis)
     common="--preset emoji64-p16 --hflip --weight-decay 0.3"
@@ -102,7 +107,7 @@ case $group in
     train p16_haar_token   $common --set basis=haar redundant=gmm-token
     train p16_nosplit      $common --set $nosplit basis=pixel
     train p16_nosplit_haar $common --set $nosplit basis=haar
-    wait
+    trained
     compare "p16 p16_haar p16_haar_token p16_nosplit p16_nosplit_haar" "p16_haar p16" ;;
   p16-local)
     common="--preset emoji64-p16 --hflip --weight-decay 0.3"
@@ -112,7 +117,7 @@ case $group in
     train p16_haar1_128     $common --set basis=haar1
     train p16_nosplit       $common --set $nosplit basis=pixel
     train p16_nosplit_haar1 $common --set $nosplit basis=haar1
-    wait
+    trained
     for r in p16_haar1 p16_nosplit; do           # std temperatures of every mixture, no guidance
       [[ -f $out/$r/model.safetensors ]] && timeout "$limit" python scripts/emoji_compare.py guidance \
         --model "$out/$r/model.safetensors" --rules --gamma --T-sigma 1 0.9 0.8 0.7 --repeats "$repeats" \
@@ -126,7 +131,7 @@ case $group in
     train p16_haar1_token  $common --set $haar1 redundant=gmm-token
     train p16_haar1_detail $common --set $haar1 detail_layers=4
     train p16_nosplit      $common --set d_I=768 K_I=64 coupling=0 basis=pixel
-    wait
+    trained
     m=$out/p16_haar1/model.safetensors
     if [[ -f $m ]]; then
       timeout "$limit" python scripts/emoji_compare.py guidance --model "$m" --rules resampling naive --w 1 2 3 \
@@ -141,7 +146,7 @@ case $group in
     train p8_haar1   $common --set basis=haar1 d_I=48
     train p8_nosplit $common --set d_I=192 K_I=64 basis=pixel coupling=0
     train p8_flow    --preset tarflow-emoji64-p8 --hflip --weight-decay 0.3
-    wait
+    trained
     compare "p8 p8_haar1 p8_nosplit" "" ;;
   guidance-p8)
     for rule in naive resampling; do
