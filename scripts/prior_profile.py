@@ -54,7 +54,7 @@ def main():
     cfg = get_config(args.preset)
     with device: prior = build_model(cfg).eval().prior          # built on the device: no slow CPU init
     steps = cfg.N + 1                                  # the prefix pass, then N decoding steps
-    amp = (torch.autocast(device.type, torch.bfloat16) if args.precision == 'bf16' else nullcontext)
+    amp = ((lambda: torch.autocast(device.type, torch.bfloat16)) if args.precision == 'bf16' else nullcontext)
     results = dict(preset=args.preset, precision=args.precision, steps=steps, device=str(device),
                    gpu=torch.cuda.get_device_name() if device.type == 'cuda' else None, rows=[])
     for B in args.batches:
