@@ -29,7 +29,8 @@
 #                                                    # redundant mixture per token, with detail_layers=4, and no
 #                                                    # split; then guidance and temperatures on the split
 #   bash scripts/emoji_runs.sh p8-local [MINUTES] [OUT]  # emoji64-p8 (mirrored, weight decay 0.3): DCT split (the
-#                                                    # preset), one-level Haar split (d_I = 48), no split, flow
+#                                                    # preset), one-level Haar split (d_I = 48), no split, flow;
+#                                                    # then paired bits/dim
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 group=$1; minutes=${2:-8}; out=${3:-runs/emoji/$group}; limit=${LIMIT:-0}; repeats=${REPEATS:-1}   # samples per test image
@@ -134,10 +135,10 @@ case $group in
     trained
     m=$out/p16_haar1/model.safetensors
     if [[ -f $m ]]; then
-      timeout "$limit" python scripts/emoji_compare.py guidance --model "$m" --rules resampling naive --w 1 2 3 \
+      timeout "$limit" python scripts/emoji_compare.py guidance --model "$m" --rules resampling naive --w 1 2 3 5 \
         --gamma --repeats "$repeats" --out "$out/p16_haar1_guidance" > "$out/p16_haar1_guidance.log" 2>&1 &
       timeout "$limit" python scripts/emoji_compare.py guidance --model "$m" --rules --gamma 0.5 1.5 \
-        --T-sigma 0.9 0.8 --repeats "$repeats" --out "$out/p16_haar1_noise" > "$out/p16_haar1_noise.log" 2>&1 &
+        --T-sigma 0.9 0.8 0.7 --repeats "$repeats" --out "$out/p16_haar1_noise" > "$out/p16_haar1_noise.log" 2>&1 &
     fi
     compare "p16_haar1 p16_haar1_token p16_haar1_detail p16_nosplit" "" ;;
   p8-local)
@@ -147,7 +148,7 @@ case $group in
     train p8_nosplit $common --set d_I=192 K_I=64 basis=pixel coupling=0
     train p8_flow    --preset tarflow-emoji64-p8 --hflip --weight-decay 0.3
     trained
-    compare "p8 p8_haar1 p8_nosplit" "" ;;
+    compare "p8 p8_flow p8_haar1 p8_nosplit" "" ;;
   guidance-p8)
     for rule in naive resampling; do
       timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules $rule --w 0.5 1 2 3 --gamma \
