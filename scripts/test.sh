@@ -26,7 +26,8 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
 fi
 
 # 4. Tests: unit tests, every notebook (cells flagged #| slow, #| cuda, #| notest are skipped), and the docs
-#    site built from the notebooks and checked in headless Chromium.
-set +e; python -m pytest -q "$@"; rc=$?; set -e
+#    site built from the notebooks and checked in headless Chromium; on two worker processes (pytest-xdist), a
+#    test file at a time (tests/conftest.py keeps the docs build and the notebook tests together, first).
+set +e; python -m pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"; rc=$?; set -e
 [[ $rc -eq 5 ]] && { echo "pytest collected no tests"; exit 1; }
 exit $rc
