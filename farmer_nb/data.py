@@ -448,11 +448,14 @@ def check_images(x, shape=None, dtype='uint8', name='x', max_abs=1.5):
     """Check an image batch (B, C, H, W): `dtype` 'uint8' (pixels 0..255) or 'float' (model units,
     at most `max_abs` in size)."""
     if not isinstance(x, torch.Tensor):
+        hint = f"; torch.from_numpy({name})" if type(x).__name__ == 'ndarray' else ""
         raise TypeError(f"{name}: expected a torch.Tensor of images (B, C, H, W), "
-                        f"got {type(x).__name__}")
+                        f"got {type(x).__name__}{hint}")
     if x.ndim != 4:
+        hint = {3: f"; one image (C, H, W)? {name}[None]",
+                2: f"; one greyscale image (H, W)? {name}[None, None]"}.get(x.ndim, "")
         raise ValueError(f"{name}: expected images of shape (B, C, H, W), got rank {x.ndim} "
-                         f"shape {tuple(x.shape)}")
+                         f"shape {tuple(x.shape)}{hint}")
     if x.shape[0] == 0: raise ValueError(f"{name}: empty batch (B = 0)")
     if shape is not None and tuple(x.shape[1:]) != tuple(shape):
         last = tuple(x.shape[1:]) == (shape[1], shape[2], shape[0])    # (B, H, W, C)?

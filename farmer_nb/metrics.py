@@ -24,6 +24,8 @@ def evaluate_bpd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | 
                  batch_size: int = 1000, seed: int = 0, progress: bool = True) -> dict:
     "Bits/dim of uint8 `images` (n, C, H, W), uniform dequantization: dict(bpd, se, n, per_image)."
     check_images(images, model.cfg.image_shape, 'uint8', 'images')
+    k = model.cfg.num_classes
+    if labels is not None and k: check_labels(labels, k, len(images))        # before the bar starts
     check_number('batch_size', batch_size, 1, integer=True)
     was_training = model.training
     model.eval()
