@@ -28,6 +28,8 @@
 #   bash scripts/emoji_runs.sh p16-local-levers [MINUTES] [OUT]  # the one-level Haar split (d_I = 192) with one
 #                                                    # redundant mixture per token, with detail_layers=4, and no
 #                                                    # split; then guidance and temperatures on the split
+#   REPEATS=2 bash scripts/emoji_runs.sh p16-seeds [MINUTES] [OUT]  # the one-level Haar split (d_I = 192) and no
+#                                                    # split in pixels, two seeds each (single-run FID moves ~10 %)
 #   bash scripts/emoji_runs.sh p8-local [MINUTES] [OUT]  # emoji64-p8 (mirrored, weight decay 0.3): DCT split (the
 #                                                    # preset), one-level Haar split (d_I = 48), no split, flow;
 #                                                    # then paired bits/dim
@@ -141,6 +143,14 @@ case $group in
         --T-sigma 0.9 0.8 0.7 --repeats "$repeats" --out "$out/p16_haar1_noise" > "$out/p16_haar1_noise.log" 2>&1 &
     fi
     compare "p16_haar1 p16_haar1_token p16_haar1_detail p16_nosplit" "" ;;
+  p16-seeds)
+    common="--preset emoji64-p16 --hflip --weight-decay 0.3"
+    for seed in 1 2; do
+      train p16_haar1_s$seed   $common --seed $seed --set basis=haar1 d_I=192
+      train p16_nosplit_s$seed $common --seed $seed --set d_I=768 K_I=64 coupling=0 basis=pixel
+    done
+    trained
+    compare "p16_haar1_s1 p16_haar1_s2 p16_nosplit_s1 p16_nosplit_s2" "" ;;
   p8-local)
     common="--preset emoji64-p8 --hflip --weight-decay 0.3"
     train p8         $common
@@ -156,7 +166,7 @@ case $group in
     done
     timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules --gamma 0 0.5 1 1.5 2 \
       --repeats "$repeats" --out "$out/gamma" > "$out/gamma.log" 2>&1 & ;;
-  *) echo "group: expected p8, p16, p16-flip, p16-diag, p16-redundant, p16-basis, p16-local, p16-local-levers, p8-local or guidance-p8, got $group" >&2
+  *) echo "group: expected p8, p16, p16-flip, p16-diag, p16-redundant, p16-basis, p16-local, p16-local-levers, p16-seeds, p8-local or guidance-p8, got $group" >&2
      exit 2 ;;
 esac
 wait
