@@ -16,7 +16,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """pytest-xdist with --dist loadfile (scripts/test.sh): each test file is a unit of work for one worker, and the
-    docs build and the notebook tests are one unit, so that test_notebooks.py sees what the build executed."""
+    docs build and the notebook tests are one unit, so that test_notebooks.py sees what the build executed.
+    (xdist_group marks with --dist loadgroup would say the same, but under pytest 9.2 they no longer group.)"""
     if config.getvalue('dist') != 'loadfile': return None
     from xdist.scheduler import LoadFileScheduling
     class Scheduling(LoadFileScheduling):
