@@ -459,8 +459,17 @@ def _sampling_options(args: argparse.Namespace, model) -> dict:
     temperature = {'T_sigma': args.T_sigma} if args.guidance == 'none' else {}
     return dict(guidance=_rule(args), gamma=args.gamma, **temperature)
 
+def _classes(classes, k):
+    "The `--classes` rows: class indices in [0, k) of a class-conditional model."
+    if not k:
+        raise ValueError("--classes: this model is unconditional (num_classes = 0)")
+    bad = [c for c in classes if not 0 <= c < k]
+    if bad:
+        raise ValueError(f"--classes: expected class indices in [0, {k}), got {bad}")
+    return list(classes)
+
 def cmd_sample(args: argparse.Namespace) -> None:
-    "`farmer sample`: a grid of `--per-class` samples of each class (a row each)."
+    "`farmer sample`: a grid of `--per-class` samples of each class or of `--classes`, a row each."
     from farmer_nb.viz import save_image_grid
     _in_range(args, 'per_class', 1, 1000)
     _in_range(args, 's', 1, 100)
@@ -470,10 +479,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
     out = _output_file(args.out, '--out', ('.png', '.jpg', '.jpeg'))
     model = _load_model(args.model, args.device)
     kw = _sampling_options(args, model)
-    k = max(model.cfg.num_classes, 1)
+    k = model.cfg.num_classes
+    rows = _classes(args.classes, k) if args.classes is not None else list(range(k))
     labels = None
-    if model.cfg.num_classes:
-        labels = torch.arange(k, device=model.device).repeat_interleave(args.per_class)
+    if k:
+        labels = torch.tensor(rows, device=model.device).repeat_interleave(args.per_class)
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
     with _sampling_bar(model):
         imgs = model.sample(labels, n=args.per_class, generator=gen, **kw)
@@ -890,6 +900,8 @@ def _sample_parser(sub) -> None:
     p.add_argument('--model', required=True, help=_model_help())
     p.add_argument('--per-class', type=int, default=10,
                    help='samples per class (a row each), 1 to 1000')
+    p.add_argument('--classes', type=int, nargs='+', default=None, metavar='K',
+                   help='only these class indices, a row each, in order (default: every class)')
     p.add_argument('--guidance', default='none', choices=['none', 'naive', 'resampling'],
                    help='classifier-free guidance rule')
     p.add_argument('--w', type=float, default=None,

@@ -473,6 +473,17 @@ def test_sample_numeric_options(files, tmp_path, data, guidance, valid):
         assert Image.open(out).size == (2 * (n * 9 + 1), 2 * (4 * 9 + 1))
 
 
+def test_sample_chosen_classes(files, tmp_path):
+    "farmer sample --classes draws only those classes, a row each; an index outside [0, 4) or not a number is refused."
+    out = tmp_path/'two.png'
+    base = ['sample', '--model', files['model'], '--per-class', '3', '--out', str(out)]
+    assert _exit_0_or_one_line(base + ['--classes', '2', '0'])[0] == 0
+    assert Image.open(out).size == (2 * (3 * 9 + 1), 2 * (2 * 9 + 1))                      # two rows of three
+    for bad, message in [('4', 'expected class indices in [0, 4), got [4]'), ('-1', 'got [-1]'), ('x', 'invalid int')]:
+        code, err = run(base + ['--classes', bad])[::2]
+        assert code == 2 and err.startswith('farmer sample: error: ') and message in err, (bad, err)
+
+
 @PROPS
 @given(split=st.sampled_from(['test', 'train']), n=st.none() | _int(-2, 40, ['0', '100000', '1e3']),
        quality=st.none() | _int(-2, 8, ['0', '10000']), seed=_int(0, 5, ['-7', str(2**70)]), null=st.booleans())
