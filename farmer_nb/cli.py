@@ -460,13 +460,11 @@ def _sampling_options(args: argparse.Namespace, model) -> dict:
     return dict(guidance=_rule(args), gamma=args.gamma, **temperature)
 
 def _classes(classes, k):
-    "The `--classes` rows: class indices in [0, k) of a class-conditional model."
+    "The `--classes` rows (n,), checked like any labels of a model with k classes."
+    from farmer_nb.data import check_labels
     if not k:
         raise ValueError("--classes: this model is unconditional (num_classes = 0)")
-    bad = [c for c in classes if not 0 <= c < k]
-    if bad:
-        raise ValueError(f"--classes: expected class indices in [0, {k}), got {bad}")
-    return list(classes)
+    return check_labels(torch.tensor(classes), k, name='--classes')
 
 def cmd_sample(args: argparse.Namespace) -> None:
     "`farmer sample`: a grid of `--per-class` samples of each class or of `--classes`, a row each."
@@ -480,10 +478,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
     model = _load_model(args.model, args.device)
     kw = _sampling_options(args, model)
     k = model.cfg.num_classes
-    rows = _classes(args.classes, k) if args.classes is not None else list(range(k))
+    rows = _classes(args.classes, k) if args.classes is not None else torch.arange(k)   # (n,)
     labels = None
     if k:
-        labels = torch.tensor(rows, device=model.device).repeat_interleave(args.per_class)
+        labels = rows.to(model.device).repeat_interleave(args.per_class)
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
     with _sampling_bar(model):
         imgs = model.sample(labels, n=args.per_class, generator=gen, **kw)

@@ -182,6 +182,13 @@ def test_api_bad_input(case, call, exc, message, env):
     assert '\n' not in text, f"{case}: the message is not one line: {text!r}"
 
 
+def test_bpd_checks_labels_before_its_progress_bar(env, capsys):
+    "Labels of the wrong length are refused before evaluate_bpd starts its bar: nothing is printed."
+    with pytest.raises(ValueError, match='labels: expected shape'):
+        evaluate_bpd(env['m'], env['data'].images, env['data'].labels[1:])
+    assert capsys.readouterr().err == ''
+
+
 def test_degenerate_ends_of_the_ranges_sample(env):
     "The accepted ends of each range sample instead of raising: gamma, T_sigma, T_sigma_v, T_s = 0; w = -1, 0, 100."
     m = env['m']

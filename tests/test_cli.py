@@ -479,7 +479,8 @@ def test_sample_chosen_classes(files, tmp_path):
     base = ['sample', '--model', files['model'], '--per-class', '3', '--out', str(out)]
     assert _exit_0_or_one_line(base + ['--classes', '2', '0'])[0] == 0
     assert Image.open(out).size == (2 * (3 * 9 + 1), 2 * (2 * 9 + 1))                      # two rows of three
-    for bad, message in [('4', 'expected class indices in [0, 4), got [4]'), ('-1', 'got [-1]'), ('x', 'invalid int')]:
+    for bad, message in [('4', '--classes: expected values in [0, 4), got [4, 4]'), ('-1', 'got [-1, -1]'),
+                         ('x', 'invalid int')]:
         code, err = run(base + ['--classes', bad])[::2]
         assert code == 2 and err.startswith('farmer sample: error: ') and message in err, (bad, err)
 
