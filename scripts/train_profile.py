@@ -8,7 +8,8 @@ On one model (bf16 autocast, flow math in fp32) it times the same training step 
   fused          fused AdamW with the finite check kept on the device (`optimizer_step`'s default path)
 and reports ms/step, img/s and model FLOP utilisation (matmul FLOPs of `train_flops`) for each. Then it profiles
 a few steps of the default path and prints the kernels that take the most GPU time, grouped into matmuls,
-attention, optimizer and the rest, and the share of the wall time the GPU was busy. Writes results.json.
+attention, optimizer and the rest, the PyTorch operators that launched the most GPU time (`--ops`), and the
+share of the wall time the GPU was busy. Writes results.json.
 """
 import argparse, json, time
 from pathlib import Path
@@ -33,6 +34,7 @@ def main():
     ap.add_argument('--compile', action='store_true')
     ap.add_argument('--steps', type=int, default=30, help='steps per throughput measurement')
     ap.add_argument('--peak-tflops', type=float, default=989.0)
+    ap.add_argument('--ops', type=int, default=25, help='PyTorch operators to list by GPU time')
     ap.add_argument('--out', default='runs/train_profile')
     args = ap.parse_args()
     dev = torch.device('cuda')
@@ -77,9 +79,14 @@ def main():
           f"{1e3 * busy / 5:.1f} ms/step ({100 * busy / wall:.0f} %)")
     for k, v in sorted(groups.items(), key=lambda kv: -kv[1]): print(f"  {k:15s} {1e3 * v:7.2f} ms/step")
     for e in top: print(f"  {tot(e) / 5e3:8.2f} ms/step  x{e.count // 5:<4d} {e.key[:110]}")
+    ops = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CPU and tot(e) > 0]
+    ops = sorted(ops, key=tot, reverse=True)[:args.ops]                    # PyTorch operators by their own GPU time
+    print('\nby operator (GPU time launched by the operator itself):')
+    for e in ops: print(f"  {tot(e) / 5e3:8.2f} ms/step  x{e.count // 5:<4d} {e.key[:110]}")
     res = dict(args=vars(args), device=torch.cuda.get_device_name(dev), torch=torch.__version__, rows=rows,
                profile=dict(wall_ms=1e3 * wall / 5, busy_ms=1e3 * busy / 5, groups_ms={k: 1e3 * v for k, v in groups.items()},
-                            top=[dict(kernel=e.key, ms_per_step=tot(e) / 5e3, calls_per_step=e.count / 5) for e in top]))
+                            top=[dict(kernel=e.key, ms_per_step=tot(e) / 5e3, calls_per_step=e.count / 5) for e in top],
+                            ops=[dict(op=e.key, ms_per_step=tot(e) / 5e3, calls_per_step=e.count / 5) for e in ops]))
     (out/'results.json').write_text(json.dumps(res, indent=1))
 
 
