@@ -259,12 +259,15 @@ def seconds_since(t0, before=0.0, ddp=False, device=None):
 # %% ../nbs/09_train.ipynb #3a77290b
 def compile_model(net, mode=True):
     """`torch.compile` a model: `mode` True or 'default', 'reduce-overhead', 'max-autotune', or
-    'regional': each transformer layer compiled on its own, in place (the layers share one graph,
-    so a deep model compiles in the time of one layer; the rest stays eager)."""
+    'regional': each flow block and each transformer layer outside the flow compiled on its own, in
+    place (blocks of one kind share a graph, so a deep model compiles in the time of a few blocks)."""
     if mode == 'regional':
+        from farmer_nb.flow import AFBlock
         from farmer_nb.transformer import Block
+        in_flow = {id(m) for b in net.modules() if isinstance(b, AFBlock) for m in b.modules()}
         for m in net.modules():
-            if isinstance(m, Block): m.compile()
+            if isinstance(m, AFBlock) or (isinstance(m, Block) and id(m) not in in_flow):
+                m.compile()
         return net
     return torch.compile(net, mode=None if mode in (True, 'default') else mode)
 

@@ -34,6 +34,8 @@ def main():
     ap.add_argument('--compile', action='store_true')
     ap.add_argument('--steps', type=int, default=30, help='steps per throughput measurement')
     ap.add_argument('--peak-tflops', type=float, default=989.0)
+    ap.add_argument('--variants', nargs='+', default=['foreach+sync', 'fused+sync', 'fused'],
+                    choices=['foreach+sync', 'fused+sync', 'fused'], help="optimizer variants to time ('fused' is profiled)")
     ap.add_argument('--ops', type=int, default=25, help='PyTorch operators to list by GPU time')
     ap.add_argument('--out', default='runs/train_profile')
     args = ap.parse_args()
@@ -47,7 +49,7 @@ def main():
     x = torch.randint(0, 256, (args.batch, *cfg.image_shape), dtype=torch.uint8, device=dev, generator=g)
     c = torch.randint(0, max(cfg.num_classes, 1), (args.batch,), device=dev, generator=g) if cfg.num_classes else None
     flops = train_flops(model, args.batch)
-    opts = {'foreach+sync': make_optimizer(model, fused=False), 'fused+sync': make_optimizer(model), 'fused': make_optimizer(model)}
+    opts = {k: make_optimizer(model, fused=k != 'foreach+sync') for k in args.variants}   # a state each: memory
     def stepper(name):
         opt = opts[name]
         def step():
@@ -63,6 +65,7 @@ def main():
                          img_per_s=args.batch / s, tflops=flops / s / 1e12, mfu=flops / s / (args.peak_tflops * 1e12)))
         print(f"{name:13s} median {1e3 * median:.1f} ms, loop {1e3 * s:.1f} ms/step, {args.batch / s:,.0f} img/s, "
               f"MFU {100 * rows[-1]['mfu']:.1f} %", flush=True)
+    if 'fused' not in opts: opts['fused'] = make_optimizer(model)
     step = stepper('fused')
     from torch.profiler import profile, ProfilerActivity
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
