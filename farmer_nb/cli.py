@@ -880,7 +880,8 @@ def _train_parser(sub) -> None:
                    help='bf16 autocast (flow math stays fp32)')
     p.add_argument('--compile', nargs='?', const='default', default=None, metavar='MODE',
                    help='torch.compile the training step; MODE: default, reduce-overhead (CUDA '
-                        'graphs), max-autotune or regional (each layer on its own; default: off)')
+                        'graphs), max-autotune or regional (each flow block and prior layer on '
+                        'its own; default: off)')
     p.add_argument('--ema', type=float, default=0.0,
                    help='EMA decay of the weights, e.g. 0.999 (0: off); the saved model is the '
                         'average')
@@ -988,7 +989,8 @@ def _bench_parser(sub) -> None:
                         'and the student (the exact inverses run in fp32)')
     p.add_argument('--compile', nargs='?', const='default', default=None, metavar='MODE',
                    help='train: torch.compile the model; MODE: default, reduce-overhead (CUDA '
-                        'graphs), max-autotune or regional (each layer on its own; default: off)')
+                        'graphs), max-autotune or regional (each flow block and prior layer on '
+                        'its own; default: off)')
     p.add_argument('--peak-tflops', type=float, default=989.0,
                    help="train: the GPU's dense bf16 peak for MFU (H100/H200 SXM: 989)")
     p.add_argument('--batches', type=int, nargs='+', default=[1, 1024],

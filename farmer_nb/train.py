@@ -260,11 +260,12 @@ def seconds_since(t0, before=0.0, ddp=False, device=None):
 def compile_model(net, mode=True):
     """`torch.compile` a model: `mode` True or 'default', 'reduce-overhead', 'max-autotune', or
     'regional': each flow block and each transformer layer outside the flow compiled on its own, in
-    place (blocks of one kind share a graph, so a deep model compiles in the time of a few blocks)."""
+    place (blocks of one kind share a graph: a deep model compiles in the time of a few blocks)."""
     if mode == 'regional':
         from farmer_nb.flow import AFBlock
         from farmer_nb.transformer import Block
-        in_flow = {id(m) for b in net.modules() if isinstance(b, AFBlock) for m in b.modules()}
+        blocks = [b for b in net.modules() if isinstance(b, AFBlock)]
+        in_flow = {id(m) for b in blocks for m in b.modules()}
         for m in net.modules():
             if isinstance(m, AFBlock) or (isinstance(m, Block) and id(m) not in in_flow):
                 m.compile()
@@ -499,7 +500,7 @@ def fit(
     tensorboard: str | Path | None = None,
     # keep an exponential moving average of the weights with this decay
     ema_decay: float | None = None,
-    # torch.compile the model: True, a mode such as 'max-autotune', or 'regional' (each layer)
+    # torch.compile the model: True, a mode such as 'max-autotune', or 'regional' (each block)
     compile: bool | str = False,
     # steps between grids of samples written to `sample_dir`
     sample_every: int | None = None,
