@@ -458,7 +458,8 @@ def test_tensorboard_missing_names_the_extra(monkeypatch, tmp_path, data):
 
 
 def test_regional_compile_matches_eager():
-    "compile_model(..., 'regional') compiles each transformer layer in place: the same NLL and gradients as eager."
+    """compile_model(..., 'regional') compiles each flow block and each prior layer in place (not the layers inside
+    a flow block a second time): the same NLL and gradients as eager."""
     from farmer_nb.train import compile_model
     from farmer_nb.model import build_model, get_config
     torch.manual_seed(0)
@@ -469,6 +470,9 @@ def test_regional_compile_matches_eager():
     g_ref = [p.grad.clone() for p in m.parameters()]
     m.zero_grad()
     assert compile_model(m, 'regional') is m
+    compiled = lambda mod: getattr(mod, '_compiled_call_impl', None) is not None
+    assert all(compiled(b) for b in m.flow.blocks) and all(compiled(l) for l in m.prior.transformer.layers)
+    assert not any(compiled(l) for b in m.flow.blocks for l in b.transformer.layers)
     out = m.nll(y, c)
     out.mean().backward()
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
