@@ -466,7 +466,8 @@ def check_images(x, shape=None, dtype='uint8', name='x', max_abs=1.5):
         if x.dtype != torch.uint8:
             floats = x.is_floating_point()
             hint = (" (floats in the model's [-1, 1]: quantize(x); in [0, 1]: "
-                    "(x * 255).round().to(torch.uint8))" if floats else "")
+                    "(x * 255).round().to(torch.uint8))" if floats else
+                    f" (pixels 0..255 in another integer type: {name}.to(torch.uint8))")
             raise TypeError(f"{name}: expected uint8 pixels 0..255, got {x.dtype}" + hint)
     else:
         if not x.is_floating_point():
@@ -484,13 +485,18 @@ def check_images(x, shape=None, dtype='uint8', name='x', max_abs=1.5):
 def check_labels(labels, num_classes, batch_size=None, name='labels'):
     "Check class labels: an int64-like tensor (B,) with values in [0, num_classes)."
     if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor of class indices (B,), got "
-                        f"{type(labels).__name__}; e.g. torch.tensor([3]) for one label 3")
+        kind = type(labels).__name__
+        hint = (f"torch.as_tensor({name})" if kind in ('list', 'tuple', 'ndarray') else
+                "e.g. torch.tensor([3]) for one label 3, torch.full((n,), 3) for n of class 3")
+        raise TypeError(f"{name}: expected a torch.Tensor of class indices (B,), got {kind}; "
+                        + hint)
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise TypeError(f"{name}: expected integer class indices, got {labels.dtype}")
     if labels.ndim != 1 or (batch_size is not None and labels.shape[0] != batch_size):
         B = batch_size if batch_size is not None else 'B'
-        raise ValueError(f"{name}: expected shape ({B},), got {tuple(labels.shape)}")
+        hint = {0: f"; one label? {name}[None]"}.get(labels.ndim, "")
+        if labels.ndim > 1 and labels.numel() == max(labels.shape): hint = f"; {name}.flatten()"
+        raise ValueError(f"{name}: expected shape ({B},), got {tuple(labels.shape)}{hint}")
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"{name}: expected values in [0, {num_classes}), "
                          f"got [{labels.min().item()}, {labels.max().item()}]")

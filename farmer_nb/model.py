@@ -400,7 +400,8 @@ def sample_latent(self: Farmer, c, B, generator=None, T_pi=1.0, T_sigma=1.0, gam
     """Draw a latent Z (B, N, d) from the AR prior: temperatures T_pi, T_sigma, redundant std ×
     gamma, or a `guidance` rule of `07_guidance`."""
     if guidance is not None and not callable(guidance):
-        raise TypeError(f"guidance: expected a rule of 07_guidance, e.g. Resampling(3.0), "
+        raise TypeError(f"guidance: expected a guidance rule, e.g. farmer_nb.Resampling(3.0) or "
+                        "NaiveGuidance(2.0), "
                         f"got {type(guidance).__name__} {guidance!r}")
     if guidance is not None and self.cfg.num_classes == 0:
         raise ValueError("guidance: needs a class-conditional model")

@@ -94,7 +94,8 @@ CASES = [  # (id, call on the fixture e, exception, substring of the message)
      lambda e: e['m'].sample(L4, T_sigma=0.5, guidance=Resampling(1.0)), ValueError,
      'set the sampling temperatures on the rule'),
     ('guidance by name', lambda e: e['m'].sample(L4, guidance='resampling'), TypeError,
-     "guidance: expected a rule of 07_guidance, e.g. Resampling(3.0), got str 'resampling'"),
+     "guidance: expected a guidance rule, e.g. farmer_nb.Resampling(3.0) or NaiveGuidance(2.0), got str "
+     "'resampling'"),
     ('fast sampler of batch 0', lambda e: FastSampler(e['m'], 0), ValueError,
      'batch_size: expected a positive int'),
     # guidance rules
