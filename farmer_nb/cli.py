@@ -18,7 +18,7 @@ def _data(args: argparse.Namespace) -> tuple:
     from farmer_nb.data import FashionMNIST, ImageFolder, Emoji64
     if not getattr(args, 'images', None):
         datasets = {'fashion_mnist': FashionMNIST, 'emoji64': Emoji64}
-        dataset = datasets[getattr(args, 'dataset', 'fashion_mnist')]
+        dataset = datasets[getattr(args, 'dataset', None) or 'fashion_mnist']
         return dataset('train', args.data), dataset('test', args.data)
     try:
         ds = ImageFolder(args.images, size=args.size, channels=args.channels)
@@ -144,6 +144,11 @@ def _student_file(path: str, option: str) -> Path:
     if not p.is_file():
         raise FileNotFoundError(f"{option}: no such file: {p}")
     return p
+
+def _pick_dataset(args: argparse.Namespace, shape) -> None:
+    "--dataset left out: the dataset of the model's image shape (emoji64 for 3×64×64)."
+    if getattr(args, 'dataset', None) is None:
+        args.dataset = 'emoji64' if tuple(shape) == (3, 64, 64) else 'fashion_mnist'
 
 def _check_data(model, ds, args: argparse.Namespace) -> None:
     "Refuse images whose shape or classes the model cannot take, naming the option that chose them."
@@ -355,6 +360,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         torch.use_deterministic_algorithms(True)
     device, rank = _distributed(args.device)
     out = _output_dir(args.out)
+    if not args.images:                     # --dataset left out: the preset's image shape decides
+        shape = get_config(args.preset, **_overrides(args.preset, args.set)).image_shape
+        _pick_dataset(args, shape)
     train, test = _data(args)
     own = {}
     if args.images:
@@ -524,6 +532,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     _in_range(args, 'quality', 0)
     out = _output_file(args.out, '--out', ('.json',)) if args.out else None
     model = _load_model(args.model, args.device)
+    _pick_dataset(args, model.cfg.image_shape)
     train, test = _data(args)
     ds = test if args.split == 'test' else train
     _check_data(model, ds, args)
@@ -558,6 +567,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
             init = load_student(model, path)  # refused if it belongs to another config
         except ValueError as e:
             raise ValueError(f"--init: {e}") from None
+    _pick_dataset(args, model.cfg.image_shape)
     train, _ = _data(args)
     _check_data(model, train, args)
     if args.batch_size > len(train.images):
@@ -803,8 +813,9 @@ def _image_options(p: argparse.ArgumentParser, what: str) -> None:
 
 def _common(p: argparse.ArgumentParser, out: str | None = None) -> None:
     "--dataset, --data, --device, --seed and (if `out`) --out, with `out` as its default."
-    p.add_argument('--dataset', default='fashion_mnist', choices=['fashion_mnist', 'emoji64'],
-                   help='fashion_mnist or emoji64: 64×64 colour emoji in 9 classes')
+    p.add_argument('--dataset', default=None, choices=['fashion_mnist', 'emoji64'],
+                   help='fashion_mnist or emoji64: 64×64 colour emoji in 9 classes (default: the '
+                        "one of the model's image shape)")
     p.add_argument('--data', default=None, metavar='DIR',
                    help="folder with the dataset's files (default: the search path)")
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
@@ -927,7 +938,7 @@ def _eval_parser(sub) -> None:
                        formatter_class=_Help)
     p.add_argument('--model', required=True, help=_model_help())
     p.add_argument('--split', default='test', choices=['test', 'train'], help='the split to score')
-    p.add_argument('--n', type=int, default=None,
+    p.add_argument('--n', '--test-n', type=int, default=None,
                    help='first n images only, 1 to the split size (default: all)')
     p.add_argument('--null-label', action='store_true',
                    help='score under the null label instead of the true class')

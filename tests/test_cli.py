@@ -516,6 +516,12 @@ def test_emoji64_train_and_eval(tmp_path):
     assert code == 0, err
     res = json.loads(out)
     assert res['n'] == 8 and res['quality']['n_fake'] == 9 and res['quality']['n_real'] == 750 and 'stripe' in res['quality']
+    code, out2, err = run(['eval', '--model', str(tmp_path / 'model.safetensors'), '--test-n', '8'])
+    assert code == 0, err                                  # --dataset left out: the model's shape picks emoji64
+    assert json.loads(out2)['bpd'] == res['bpd']
+    code, _, err = run(['train', '--preset', 'emoji64-p16', '--steps', '1', '--batch-size', '2', '--test-n', '2',
+                        *small, '--sample-every', '0', '--out', str(tmp_path / 'p16')])
+    assert code == 0, err                                  # so does a colour preset
     code, _, err = run(['train', '--dataset', 'emoji64', '--preset', 'fmnist-small', '--steps', '1', '--out', str(tmp_path / 'x')])
     assert code == 2 and err.startswith('farmer train: error: --dataset: images of shape (3, 64, 64)')
     assert '(pick a --preset of its shape)' in err
