@@ -311,12 +311,12 @@ def _after_training(args, model, tr: dict, test, out: Path, device, info: dict) 
     def score(m):
         labels = test.labels[:n_test] if m.cfg.num_classes else None
         return evaluate_bpd(m, test.images[:n_test], labels, progress=_watched())
-    last_path = None
+    last_path, preset = None, args.preset or 'custom'
     if tr['ema'] is not None:                         # the averaged weights are the result,
-        last_path = save_model(model, out/'model_last.safetensors', half, preset=args.preset,
+        last_path = save_model(model, out/'model_last.safetensors', half, preset=preset,
                                steps=tr['steps'])
         model.load_state_dict(tr['ema'], strict=False)   # the last ones are kept beside them
-    path = save_model(model, out/'model.safetensors', half, preset=args.preset, steps=tr['steps'],
+    path = save_model(model, out/'model.safetensors', half, preset=preset, steps=tr['steps'],
                       ema=args.ema)
     # the weights are on disk before anything else can fail
     print(f"checkpoint: {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
@@ -349,26 +349,42 @@ def _after_training(args, model, tr: dict, test, out: Path, device, info: dict) 
           f"images; {res['epochs']:.2f} epochs, {res['train_seconds']:.0f} s of training)"
           + ema_note)
 
+def _init_config(args: argparse.Namespace):
+    "The config of --init's model, with --set applied: fine-tuning without --preset."
+    import dataclasses
+    from farmer_nb.model import load_model, FarmerConfig
+    path = _model_file(args.init, '--init')               # its errors name --init
+    try:
+        cfg = load_model(path).cfg
+    except (ValueError, FileNotFoundError) as e:
+        raise type(e)(f"--init: {e}") from None
+    kind = 'fmnist-small' if isinstance(cfg, FarmerConfig) else 'tarflow-fmnist'   # field types
+    return dataclasses.replace(cfg, **_overrides(kind, args.set))
+
 def cmd_train(args: argparse.Namespace) -> None:
     "`farmer train`: train a preset on a dataset or your images, save the model, sample, score."
-    from farmer_nb.model import build_model, get_config, load_model, default_lr
+    from farmer_nb.model import build_model, get_config, load_model, default_lr, preset_of
     from farmer_nb.train import fit
     _check_train_args(args)
-    args.preset = args.preset or ('emoji64-p8' if args.dataset == 'emoji64' else 'fmnist-small')
+    base = _init_config(args) if args.init and not args.preset else None   # --init's own config
+    if base is None:
+        args.preset = args.preset or ('emoji64-p8' if args.dataset == 'emoji64' else 'fmnist-small')
+    else:
+        args.preset = preset_of(base)                     # its preset's name, or None if custom
     if args.deterministic:        # bit-exact GPU runs where PyTorch can (an error where it cannot)
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.use_deterministic_algorithms(True)
     device, rank = _distributed(args.device)
     out = _output_dir(args.out)
-    if not args.images:                     # --dataset left out: the preset's image shape decides
-        shape = get_config(args.preset, **_overrides(args.preset, args.set)).image_shape
+    if not args.images:                     # --dataset left out: the model's image shape decides
+        shape = (base or get_config(args.preset, **_overrides(args.preset, args.set))).image_shape
         _pick_dataset(args, shape)
     train, test = _data(args)
     own = {}
     if args.images:
         own = dict(image_shape=tuple(train.images.shape[1:]), num_classes=len(train.classes))
     torch.manual_seed(args.seed)
-    cfg = get_config(args.preset, **{**own, **_overrides(args.preset, args.set)})
+    cfg = base or get_config(args.preset, **{**own, **_overrides(args.preset, args.set)})
     model = build_model(cfg).to(device)
     _check_data(model, train, args)
     if args.init:                # fine-tuning: these weights, a fresh optimizer and schedule
@@ -394,11 +410,12 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     def say(plan):
         if rank == 0:
-            print(f"{args.preset}: {n_params:.2f}M parameters on {device}; {plan}")
+            name = args.preset or 'a custom config'
+            print(f"{name}: {n_params:.2f}M parameters on {device}; {plan}")
     epochs, max_steps, budget = _train_length(args, model, train, bs, ckpt, device, say)
     if rank == 0 and not args.resume and (out/'log.jsonl').exists():
         (out/'log.jsonl').unlink()
-    lr = args.lr or default_lr(args.preset)               # the preset's, also with --set
+    lr = args.lr or default_lr(args.preset or cfg)        # the preset's, also with --set
     stop_after = None if args.stop_after is None else 60 * args.stop_after
     amp_dtype = {'fp32': None, 'bf16': torch.bfloat16}[args.precision]
     if args.tensorboard is not None and rank == 0:
@@ -848,7 +865,7 @@ def _train_parser(sub) -> None:
                        formatter_class=_Help)
     p.add_argument('--preset', default=None, choices=sorted(PRESETS), metavar='PRESET',
                    help='model configuration, one of %(choices)s (default: fmnist-small; with '
-                        '--dataset emoji64: emoji64-p8)')
+                        "--dataset emoji64: emoji64-p8; with --init: that model's config)")
     p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
                    help='override config fields, e.g. d_I=8 mixing=true')
     p.add_argument('--epochs', type=int, default=None,
@@ -871,7 +888,8 @@ def _train_parser(sub) -> None:
     p.add_argument('--resume', action='store_true',
                    help='continue from OUT/checkpoint.safetensors (same settings)')
     p.add_argument('--init', default=None, metavar='MODEL',
-                   help="start from these weights (same config; a fresh optimizer and schedule), "
+                   help="start from these weights (their config unless --preset is given; a "
+                        "fresh optimizer and schedule), "
                         "e.g. to fine-tune with another --noise; " + _model_help('MODEL')
                         + ' (default: none)')
     p.add_argument('--stop-at-step', type=int, default=None,

@@ -424,6 +424,22 @@ def test_init_starts_from_the_given_weights(tmp_path):
     assert '"init":' in (tmp_path/'run'/'results.json').read_text()
 
 
+def test_init_without_preset_takes_the_models_config(tmp_path):
+    "--init without --preset fine-tunes the model as it is: its config (a custom one too), with --set on top."
+    import dataclasses
+    torch.manual_seed(123)
+    cfg = dataclasses.replace(get_config('fmnist-cmp'), K_I=4)                   # equals no preset
+    src = save_model(build_model(cfg), tmp_path/'src.safetensors')
+    code, out, err = run(['train', '--init', str(src), '--steps', '1', '--lr', '1e-12', '--test-n', '20',
+                          '--sample-every', '0', '--out', str(tmp_path/'run')])
+    assert code == 0, err
+    assert load_model(tmp_path/'run'/'model.safetensors').cfg == cfg and 'a custom config:' in out
+    code, _, err = run(['train', '--init', str(src), '--set', 'K_I=8', '--steps', '1', '--out', str(tmp_path/'x')])
+    assert code == 2 and 'checkpoint is from another config (K_I: expected 8, checkpoint has 4)' in err
+    code, _, err = run(['train', '--init', 'fmnist', '--steps', '1', '--out', str(tmp_path/'y')])
+    assert code == 2 and err.startswith("farmer train: error: --init: no shipped model, folder or file named 'fmnist'")
+
+
 # ---------------------------------------------------------------- property: numeric options never end in a traceback
 
 def _num(values):
