@@ -336,7 +336,7 @@ def _after_training(args, model, tr: dict, test, out: Path, device, info: dict) 
     res = dict(info, test_bpd=r['bpd'], test_bpd_se=r['se'], test_n=r['n'], ema=args.ema,
                precision=args.precision, half=args.half,
                test_bpd_last_weights=last and last['bpd'], noise=args.noise, init=args.init,
-               bpd_kind='conditional, uniform dequantization, +ln128', device=str(device),
+               bpd_kind=f"{r['kind']}, uniform dequantization, +ln128", device=str(device),
                log=tr['log'])
     (out/'results.json').write_text(json.dumps(res, indent=1))
     if grid:
@@ -345,7 +345,7 @@ def _after_training(args, model, tr: dict, test, out: Path, device, info: dict) 
     if last:
         ema_note = (f"; EMA weights — the last weights score {last['bpd']:.3f} "
                     "(model_last.safetensors)")
-    print(f"test bits/dim: {r['bpd']:.3f} ± {r['se']:.3f} (conditional, first {r['n']:,} test "
+    print(f"test bits/dim: {r['bpd']:.3f} ± {r['se']:.3f} ({r['kind']}, first {r['n']:,} test "
           f"images; {res['epochs']:.2f} epochs, {res['train_seconds']:.0f} s of training)"
           + ema_note)
 
@@ -559,8 +559,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     n = args.n or len(ds.images)
     labels = ds.labels[:n] if model.cfg.num_classes and not args.null_label else None
     r = evaluate_bpd(model, ds.images[:n], labels, progress=_watched())
-    kind = 'null label' if args.null_label else 'conditional'
-    res = dict(split=args.split, n=r['n'], bpd=r['bpd'], se=r['se'], kind=kind)
+    res = dict(split=args.split, n=r['n'], bpd=r['bpd'], se=r['se'], kind=r['kind'])
     if args.quality:
         res['quality'] = _quality(args, model, test)
     print(json.dumps(res, indent=1))

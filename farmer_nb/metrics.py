@@ -22,7 +22,9 @@ from .data import check_images, check_labels, check_number
 @torch.no_grad()
 def evaluate_bpd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None,
                  batch_size: int = 1000, seed: int = 0, progress: bool = True) -> dict:
-    "Bits/dim of uint8 `images` (n, C, H, W), uniform dequantization: dict(bpd, se, n, per_image)."
+    """Bits/dim of uint8 `images` (n, C, H, W), uniform dequantization: dict(bpd, se, n, kind,
+    per_image); `kind` 'conditional', 'null label' (a class-conditional model without `labels`) or
+    'unconditional'."""
     check_images(images, model.cfg.image_shape, 'uint8', 'images')
     k = model.cfg.num_classes
     if labels is not None and k: check_labels(labels, k, len(images))        # before the bar starts
@@ -39,7 +41,8 @@ def evaluate_bpd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | 
     model.train(was_training)
     b = torch.cat(out)                                                              # (n,)
     se = (b.std() / math.sqrt(len(b))).item() if len(b) > 1 else float('nan')
-    return dict(bpd=b.mean().item(), se=se, n=len(b), per_image=b)
+    kind = 'unconditional' if not k else 'null label' if labels is None else 'conditional'
+    return dict(bpd=b.mean().item(), se=se, n=len(b), kind=kind, per_image=b)
 
 # %% ../nbs/10_metrics.ipynb #c17bbc69
 class FeatureNet(nn.Module):

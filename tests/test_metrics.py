@@ -543,6 +543,14 @@ def test_evaluate_bpd_per_image_and_se(bpd_model):
     assert math.isnan(evaluate_bpd(m, x[:1], y[:1], progress=False)['se'])
 
 
+def test_evaluate_bpd_names_its_likelihood(bpd_model):
+    "kind: 'conditional' with labels, 'null label' without them, 'unconditional' for a model without classes."
+    m, x, y = bpd_model
+    assert evaluate_bpd(m, x[:4], y[:4], progress=False)['kind'] == 'conditional'
+    assert evaluate_bpd(m, x[:4], progress=False)['kind'] == 'null label'
+    assert evaluate_bpd(Farmer(get_config('farmer-tiny', num_classes=0)), x[:4], progress=False)['kind'] == 'unconditional'
+
+
 def test_evaluate_bpd_matches_bits_per_dim(bpd_model):
     "One batch with seed s equals model.bits_per_dim with a generator seeded s."
     m, x, y = bpd_model
