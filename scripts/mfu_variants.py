@@ -3,7 +3,8 @@
     python scripts/mfu_variants.py --out runs/mfu_variants                  # every variant, batch 64, bf16, reduce-overhead
     python scripts/mfu_variants.py --variants folded tune --budget 300     # some of them, within 5 minutes
     python scripts/mfu_variants.py --compile none --preset tarflow-tiny --batch 8 --device cpu   # a smoke test, eager
-    python scripts/mfu_variants.py --preset imagenet256-p16 --variants folded --compile regional   # each layer compiled alone
+    python scripts/mfu_variants.py --preset imagenet256-p16 --variants folded --compile regional   # each block compiled alone
+    python scripts/mfu_variants.py --preset imagenet256-p8 --batch 16 --variants blocks-ro --tune   # and its kernels tuned
 
 Variants (one change each, against `folded`, the library's default):
   folded       the library: `optimizer_step` hands the clip factor max(1, |g|/c) to the fused AdamW as its grad_scale
@@ -100,7 +101,7 @@ def run_variant(args):
     if args.variant == 'fp32-residual': farmer_nb.flow.amp_residual = lambda h: h
     if args.variant == 'flash':                                   # the backend is chosen while tracing: no cached graphs
         torch.backends.cuda.enable_cudnn_sdp(False); torch._inductor.config.force_disable_caches = True
-    if args.variant.startswith('tune'): torch._inductor.config.coordinate_descent_tuning = True
+    if args.variant.startswith('tune') or args.tune: torch._inductor.config.coordinate_descent_tuning = True
     if args.variant == 'tune-pointwise': torch._inductor.config.max_autotune_pointwise = True
     compile_args = [] if args.compile == 'none' else ['--compile', args.compile]
     if args.variant == 'fp8': patch_build(to_float8)
@@ -134,6 +135,8 @@ def main():
     ap.add_argument('--device', default='cuda')
     ap.add_argument('--reps', type=int, default=5)
     ap.add_argument('--budget', type=float, default=560, help='seconds for all variants together')
+    ap.add_argument('--tune', action='store_true',
+                    help="every variant with Inductor's coordinate-descent tuning (as the 'tune' variant)")
     ap.add_argument('--out', default='runs/mfu_variants')
     ap.add_argument('--variant', default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -144,11 +147,13 @@ def main():
         left = args.budget - (time.perf_counter() - t0)
         if left < 30: summary.append(dict(variant=v, status='not run: out of time')); continue
         cmd = [sys.executable, __file__, '--variant', v, '--preset', args.preset, '--batch', str(args.batch),
-               '--compile', args.compile, '--device', args.device, '--reps', str(args.reps), '--out', str(out)]
+               '--compile', args.compile, '--device', args.device, '--reps', str(args.reps), '--out', str(out),
+               *(['--tune'] if args.tune else [])]
         t = time.perf_counter()
         try: rc = subprocess.run(cmd, timeout=left).returncode
         except subprocess.TimeoutExpired: rc = 'timeout'
-        row = dict(variant=v, status='ok' if rc == 0 else f'failed ({rc})', seconds=round(time.perf_counter() - t, 1))
+        row = dict(variant=v, status='ok' if rc == 0 else f'failed ({rc})', seconds=round(time.perf_counter() - t, 1),
+                   tune=args.tune or v.startswith('tune'))
         if rc == 0: row.update(json.loads((out/f'{v}.json').read_text())['rows'][0])
         summary.append(row)
         print(f"== {v}: " + (f"{row['ms_per_step']:.1f} ms/step, MFU {100 * row['mfu']:.1f} %" if rc == 0 else row['status'])
