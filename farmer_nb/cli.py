@@ -156,7 +156,8 @@ def _check_data(model, ds, args: argparse.Namespace) -> None:
     shape, want = tuple(ds.images.shape[1:]), tuple(model.cfg.image_shape)
     if shape != want:
         fix = ('set --size and --channels' if src == '--images' else
-               "use the images the model was trained on" if getattr(args, 'model', None) else
+               "use the images the model was trained on" if getattr(args, 'model', None) or
+               getattr(args, 'init', None) else
                'pick a --preset of its shape')
         raise ValueError(f"{src}: images of shape {shape}, but the model takes {want} ({fix})")
     if model.cfg.num_classes and len(ds.classes) > model.cfg.num_classes:
