@@ -30,6 +30,8 @@
 #                                                    # split; then guidance and temperatures on the split
 #   REPEATS=2 bash scripts/emoji_runs.sh p16-seeds [MINUTES] [OUT]  # the one-level Haar split (d_I = 192) and no
 #                                                    # split in pixels, two seeds each (single-run FID moves ~10 %)
+#   REPEATS=2 bash scripts/emoji_runs.sh p16-pair [MINUTES] [OUT]  # the same two models sharing the GPU two ways,
+#                                                    # not four: more steps each (does the split catch up?)
 #   bash scripts/emoji_runs.sh p8-local [MINUTES] [OUT]  # emoji64-p8 (mirrored, weight decay 0.3): DCT split (the
 #                                                    # preset), one-level Haar split (d_I = 48), no split, flow;
 #                                                    # then paired bits/dim
@@ -151,6 +153,12 @@ case $group in
     done
     trained
     compare "p16_haar1_s1 p16_haar1_s2 p16_nosplit_s1 p16_nosplit_s2" "" ;;
+  p16-pair)
+    common="--preset emoji64-p16 --hflip --weight-decay 0.3"
+    train p16_haar1   $common --set basis=haar1 d_I=192
+    train p16_nosplit $common --set d_I=768 K_I=64 coupling=0 basis=pixel
+    trained
+    compare "p16_haar1 p16_nosplit" "" ;;
   p8-local)
     common="--preset emoji64-p8 --hflip --weight-decay 0.3"
     train p8         $common
@@ -166,7 +174,7 @@ case $group in
     done
     timeout "$limit" python scripts/emoji_compare.py guidance --model "$MODEL" --rules --gamma 0 0.5 1 1.5 2 \
       --repeats "$repeats" --out "$out/gamma" > "$out/gamma.log" 2>&1 & ;;
-  *) echo "group: expected p8, p16, p16-flip, p16-diag, p16-redundant, p16-basis, p16-local, p16-local-levers, p16-seeds, p8-local or guidance-p8, got $group" >&2
+  *) echo "group: expected p8, p16, p16-flip, p16-diag, p16-redundant, p16-basis, p16-local, p16-local-levers, p16-seeds, p16-pair, p8-local or guidance-p8, got $group" >&2
      exit 2 ;;
 esac
 wait
