@@ -7,7 +7,7 @@ __all__ = ['SAMPLING_CASES', 'cmd_train', 'cmd_sample', 'cmd_eval', 'cmd_distill
            'main']
 
 # %% ../nbs/12_cli.ipynb #1ac127d0
-import argparse, contextlib, json, math, os, sys, time
+import argparse, contextlib, inspect, json, math, os, sys, time
 from pathlib import Path
 import torch
 
@@ -367,6 +367,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from farmer_nb.model import build_model, get_config, load_model, default_lr, preset_of
     from farmer_nb.train import fit
     _check_train_args(args)
+    if args.noise is None:          # fine-tuning: the noise of scoring, not a Gaussian anneal anew
+        args.noise = 'uniform' if args.init else inspect.signature(fit).parameters['noise'].default
     base = _init_config(args) if args.init and not args.preset else None   # --init's own config
     if base is None:
         args.preset = args.preset or ('emoji64-p8' if args.dataset == 'emoji64' else 'fmnist-small')
@@ -416,7 +418,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     epochs, max_steps, budget = _train_length(args, model, train, bs, ckpt, device, say)
     if rank == 0 and not args.resume and (out/'log.jsonl').exists():
         (out/'log.jsonl').unlink()
-    lr = args.lr or default_lr(args.preset or cfg)        # the preset's, also with --set
+    lr = args.lr or default_lr(args.preset or cfg) / (4 if args.init else 1)    # the preset's
     stop_after = None if args.stop_after is None else 60 * args.stop_after
     amp_dtype = {'fp32': None, 'bf16': torch.bfloat16}[args.precision]
     if args.tensorboard is not None and rank == 0:
@@ -857,7 +859,6 @@ def _lr_help() -> str:
 
 def _train_parser(sub) -> None:
     "The options of `farmer train`."
-    import inspect
     from farmer_nb.model import PRESETS
     from farmer_nb.train import NOISES, fit
     fit_defaults = {k: v.default for k, v in inspect.signature(fit).parameters.items()}
@@ -878,11 +879,13 @@ def _train_parser(sub) -> None:
     p.add_argument('--batch-size', type=int, default=None,
                    help='global batch (default: 256 on a GPU, 64 on a CPU)')
     p.add_argument('--lr', type=float, default=None,
-                   help=f'peak learning rate, warm-up then cosine ({_lr_help()})')
-    p.add_argument('--noise', default=fit_defaults['noise'], choices=NOISES,
+                   help=f'peak learning rate, warm-up then cosine ({_lr_help()}; with --init a '
+                        'quarter of it)')
+    p.add_argument('--noise', default=None, choices=NOISES,
                    help="training noise: FARMER's annealed Gaussian σ 0.1 → 0.005, uniform "
                         "dequantization, or uniform plus the annealed Gaussian down to 0 (for the "
-                        "best bits/dim)")
+                        f"best bits/dim) (default: {fit_defaults['noise']}; with --init: uniform, "
+                        "the dequantization a model is scored with)")
     p.add_argument('--test-n', type=int, default=None,
                    help='test images to score (default: all on a GPU, 2000 on a CPU)')
     p.add_argument('--resume', action='store_true',
