@@ -148,7 +148,8 @@ def _student_file(path: str, option: str) -> Path:
 def _pick_dataset(args: argparse.Namespace, shape) -> None:
     "--dataset left out: the dataset of the model's image shape (emoji64 for 3×64×64)."
     if getattr(args, 'dataset', None) is None:
-        args.dataset = 'emoji64' if tuple(shape) == (3, 64, 64) else 'fashion_mnist'
+        mine = [k for k, (s, _) in _QUALITY.items() if s == tuple(shape)]
+        args.dataset = mine[0] if mine else 'fashion_mnist'
 
 def _check_data(model, ds, args: argparse.Namespace) -> None:
     "Refuse images whose shape or classes the model cannot take, naming the option that chose them."
@@ -183,11 +184,11 @@ def _parse_field(k: str, t: type, v: str):
         raise ValueError(f"--set {k}: expected a finite number, got {v!r}")
     return x
 
-def _overrides(preset: str, pairs: list[str]) -> dict:
-    "Parse `field=value` overrides with the types of the preset's config fields."
+def _overrides(preset, pairs: list[str]) -> dict:
+    "Parse `field=value` overrides with the types of a preset's (or a config's) fields."
     import dataclasses
     from farmer_nb.model import get_config
-    base, out = get_config(preset), {}
+    base, out = get_config(preset) if isinstance(preset, str) else preset, {}
     names = [f.name for f in dataclasses.fields(base)]
     for pair in pairs:
         if '=' not in pair:
@@ -353,14 +354,13 @@ def _after_training(args, model, tr: dict, test, out: Path, device, info: dict) 
 def _init_config(args: argparse.Namespace):
     "The config of --init's model, with --set applied: fine-tuning without --preset."
     import dataclasses
-    from farmer_nb.model import load_model, FarmerConfig
+    from farmer_nb.model import load_model
     path = _model_file(args.init, '--init')               # its errors name --init
     try:
         cfg = load_model(path).cfg
     except (ValueError, FileNotFoundError) as e:
         raise type(e)(f"--init: {e}") from None
-    kind = 'fmnist-small' if isinstance(cfg, FarmerConfig) else 'tarflow-fmnist'   # field types
-    return dataclasses.replace(cfg, **_overrides(kind, args.set))
+    return dataclasses.replace(cfg, **_overrides(cfg, args.set))
 
 def cmd_train(args: argparse.Namespace) -> None:
     "`farmer train`: train a preset on a dataset or your images, save the model, sample, score."

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['NOISES', 'lr_factor', 'embedding_ids', 'make_optimizer', 'prepare_batch', 'optimizer_step', 'train_step',
-           'save_training', 'load_training', 'StepTally', 'out_of_time', 'seconds_since', 'compile_model', 'fit']
+           'save_training', 'load_training', 'StepTally', 'out_of_time', 'seconds_since', 'compile_regions',
+           'compile_model', 'fit']
 
 # %% ../nbs/09_train.ipynb #de3c987a
 import json, math, time, warnings
@@ -257,19 +258,23 @@ def seconds_since(t0, before=0.0, ddp=False, device=None):
     return t.item()
 
 # %% ../nbs/09_train.ipynb #3a77290b
+def compile_regions(net, mode=None):
+    """Compile, in place, each flow block and each transformer layer outside the flow, with
+    `torch.compile` mode `mode` (blocks of one kind share a graph, so a deep model compiles in the
+    time of a few blocks; the rest stays eager)."""
+    from farmer_nb.flow import AFBlock
+    from farmer_nb.transformer import Block
+    blocks = [b for b in net.modules() if isinstance(b, AFBlock)]
+    in_flow = {id(m) for b in blocks for m in b.modules()}
+    for m in net.modules():
+        if isinstance(m, AFBlock) or (isinstance(m, Block) and id(m) not in in_flow):
+            m.compile(mode=mode)
+    return net
+
 def compile_model(net, mode=True):
     """`torch.compile` a model: `mode` True or 'default', 'reduce-overhead', 'max-autotune', or
-    'regional': each flow block and each transformer layer outside the flow compiled on its own, in
-    place (blocks of one kind share a graph: a deep model compiles in the time of a few blocks)."""
-    if mode == 'regional':
-        from farmer_nb.flow import AFBlock
-        from farmer_nb.transformer import Block
-        blocks = [b for b in net.modules() if isinstance(b, AFBlock)]
-        in_flow = {id(m) for b in blocks for m in b.modules()}
-        for m in net.modules():
-            if isinstance(m, AFBlock) or (isinstance(m, Block) and id(m) not in in_flow):
-                m.compile()
-        return net
+    'regional': `compile_regions` in the default mode."""
+    if mode == 'regional': return compile_regions(net)
     return torch.compile(net, mode=None if mode in (True, 'default') else mode)
 
 # %% ../nbs/09_train.ipynb #a9f2552b

@@ -24,8 +24,8 @@ Variants (one change each, against `folded`, the library's default):
   liger-ln     every LayerNorm of the transformer layers as Liger-Kernel's fused Triton LayerNorm, weights
                copied (needs `pip install liger-kernel`)
   blocks       no whole-model compile: each flow block (transformer, projections, affine map and log-det) and
-               each layer of the AR prior compiled on its own, default mode (regions larger than a layer, so
-               fewer fusions are lost at their edges; the 28 blocks of the paper's flow share two graphs)
+               each layer of the AR prior compiled on its own, default mode (`compile_regions`, what
+               `--compile regional` does; the 28 blocks of the paper's flow share two graphs)
   blocks-ro    blocks, each region with mode 'reduce-overhead' (CUDA graphs per region)
 Both ecosystem variants are optional: the library does not depend on either package.
 Prints one line per variant, writes <variant>.json (the bench's rows) and summary.json into --out. A variant
@@ -59,16 +59,6 @@ def to_liger_layernorm(model):
             new = LigerLayerNorm(ln.normalized_shape[0], eps=ln.eps, bias=True).to(ln.weight.device)
             with torch.no_grad(): new.weight.copy_(ln.weight); new.bias.copy_(ln.bias)
             setattr(m, name, new)
-    return model
-
-
-def compile_blocks(model, mode=None):
-    "Each flow block (`AFBlock`) and each transformer layer outside the flow (the AR prior's) compiled alone."
-    from farmer_nb.flow import AFBlock
-    from farmer_nb.transformer import Block
-    inside = {id(m) for b in model.modules() if isinstance(b, AFBlock) for m in b.modules()}
-    for m in model.modules():
-        if isinstance(m, AFBlock) or (isinstance(m, Block) and id(m) not in inside): m.compile(mode=mode)
     return model
 
 
@@ -120,7 +110,8 @@ def run_variant(args):
     if args.variant in ('blocks', 'blocks-ro'):
         torch._dynamo.config.cache_size_limit = torch._dynamo.config.recompile_limit = 64
         mode = 'reduce-overhead' if args.variant == 'blocks-ro' else None
-        patch_build(lambda model: compile_blocks(model, mode)); compile_args = []
+        from farmer_nb.train import compile_regions                # the library's regional compile
+        patch_build(lambda model: compile_regions(model, mode)); compile_args = []
     from farmer_nb.cli import main as farmer
     farmer(['bench', 'train', '--preset', args.preset, '--precision', 'bf16', *compile_args, '--device', args.device,
             '--batches', str(args.batch), '--reps', str(args.reps), '--out', str(Path(args.out)/f'{args.variant}.json')])
